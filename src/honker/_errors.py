@@ -1,0 +1,60 @@
+"""Exceptions raised by honker, and the translation of SQLite errors into them."""
+
+from __future__ import annotations
+
+import sqlite3
+
+WATCHER_DIED_MESSAGE = (
+    "honker: update watcher died (database file likely replaced; "
+    "recreate honker.open() to recover)"
+)
+NESTED_TX_MESSAGE = (
+    "nested db.transaction() is not supported: this thread already holds the writer; "
+    "pass tx= to the operation, or run it after the transaction commits"
+)
+CLOSED_MESSAGE = "Database is closed"
+
+
+class SQLiteError(RuntimeError):
+    """A SQLite failure (cannot open, not a database, read-only, disk full, SQL error...).
+
+    A ``RuntimeError`` subclass whose message carries SQLite's own text.
+    """
+
+
+class WatcherDied(RuntimeError):
+    """The update watcher stopped for good (for example the database file was replaced)."""
+
+
+class DatabaseClosed(RuntimeError):
+    """The ``Database`` was closed."""
+
+
+class Retryable(Exception):
+    """Raised by a task handler to ask for a retry after exactly ``delay_s`` seconds."""
+
+    def __init__(self, message: str = "", delay_s: int = 60) -> None:
+        super().__init__(message)
+        self.delay_s = int(delay_s)
+
+
+class LockHeld(Exception):
+    """The named lock is held by another owner."""
+
+
+class LeadershipLost(Exception):
+    """The scheduler lost its leader lock while running."""
+
+
+class UnknownTaskError(Exception):
+    """A job names a task that is not registered in this process."""
+
+
+def translate(exc: BaseException) -> RuntimeError:
+    """Turn a ``sqlite3`` error into the ``RuntimeError`` the public API promises."""
+    if isinstance(exc, RuntimeError):
+        return exc
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in message.lower():
+        return DatabaseClosed(CLOSED_MESSAGE)
+    return SQLiteError(message)

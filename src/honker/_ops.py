@@ -1,0 +1,659 @@
+"""Every SQL statement honker runs against its tables, as functions taking a connection.
+
+This is the one place where jobs, dead letters, notifications, streams, locks, rate limits,
+results and schedules are read and written. The Python API and the ``honker_*`` SQL
+functions (``_sqlfunctions``) are two thin surfaces over these functions, so both always
+have the same effect on disk.
+
+Conventions:
+* Functions never BEGIN/COMMIT; callers run them inside a transaction (the writer's
+  ``BEGIN IMMEDIATE`` for writes). Multi-statement operations are therefore atomic.
+* "Now" is always SQLite's ``unixepoch()`` evaluated inside the statement, never Python's
+  clock, so every process and binding agrees on claimability, expiry and windows.
+* Every move to ``_honker_dead`` is one ``DELETE … RETURNING`` followed by the matching
+  ``INSERT`` in the same transaction: a job is never in both tables, nor in neither.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+Row = tuple[Any, ...]
+
+# -- notifications -------------------------------------------------------------------------
+
+
+def notify(conn: sqlite3.Connection, channel: str, payload: str) -> int:
+    """Insert one notification row and return its id (visible to others at commit)."""
+    cur = conn.execute(
+        "INSERT INTO _honker_notifications (channel, payload) VALUES (?, ?)", (channel, payload)
+    )
+    return int(cur.lastrowid or 0)
+
+
+def notifications_max_id(conn: sqlite3.Connection, channel: str) -> int:
+    """Highest notification id on ``channel`` (0 if none): where a new listener starts."""
+    row = conn.execute(
+        "SELECT MAX(id) FROM _honker_notifications WHERE channel = ?", (channel,)
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+def notifications_since(
+    conn: sqlite3.Connection, channel: str, after_id: int, limit: int
+) -> list[Row]:
+    """``(id, channel, payload, created_at)`` rows of ``channel`` with ``id > after_id``."""
+    return conn.execute(
+        "SELECT id, channel, payload, created_at FROM _honker_notifications "
+        "WHERE channel = ? AND id > ? ORDER BY id LIMIT ?",
+        (channel, after_id, limit),
+    ).fetchall()
+
+
+def prune_notifications(
+    conn: sqlite3.Connection, older_than_s: int | None, max_keep: int | None
+) -> int:
+    """Delete notifications older than ``older_than_s`` or beyond the newest ``max_keep``."""
+    clauses = []
+    params: list[int] = []
+    if older_than_s is not None:
+        clauses.append("created_at < unixepoch() - ?")
+        params.append(older_than_s)
+    if max_keep is not None:
+        clauses.append(
+            "id <= (SELECT id FROM _honker_notifications ORDER BY id DESC LIMIT 1 OFFSET ?)"
+        )
+        params.append(max_keep)
+    if not clauses:
+        return 0
+    cur = conn.execute(
+        "DELETE FROM _honker_notifications WHERE " + " OR ".join(clauses), params
+    )
+    return cur.rowcount
+
+
+# -- jobs: enqueue and claim -----------------------------------------------------------
+
+_ENQUEUE_SQL = (
+    "INSERT INTO _honker_live (queue, payload, run_at, priority, max_attempts, expires_at) "
+    "VALUES (?1, ?2, CASE WHEN ?4 IS NOT NULL THEN unixepoch() + ?4 "
+    "WHEN ?3 IS NOT NULL THEN ?3 ELSE unixepoch() END, ?5, ?6, "
+    "CASE WHEN ?7 IS NULL THEN NULL ELSE unixepoch() + ?7 END)"
+)
+
+
+def enqueue(
+    conn: sqlite3.Connection,
+    queue: str,
+    payload: str,
+    run_at: int | None,
+    delay: int | None,
+    priority: int,
+    max_attempts: int,
+    expires: int | None,
+) -> int:
+    """Insert one pending job and return its id.
+
+    ``run_at`` = now + ``delay`` when a delay is given (it wins), else ``run_at``, else now.
+    ``expires_at`` = now + ``expires`` when given, else never.
+    """
+    cur = conn.execute(
+        _ENQUEUE_SQL, (queue, payload, run_at, delay, priority, max_attempts, expires)
+    )
+    return int(cur.lastrowid or 0)
+
+
+def enqueue_many(
+    conn: sqlite3.Connection,
+    queue: str,
+    payloads: Iterable[str],
+    priority: int,
+    max_attempts: int,
+) -> int:
+    """Insert many immediately claimable jobs; returns how many were inserted."""
+    cur = conn.executemany(
+        _ENQUEUE_SQL,
+        ((queue, p, None, None, priority, max_attempts, None) for p in payloads),
+    )
+    return cur.rowcount
+
+
+# Columns a claim returns, in this order (see claim_batch).
+CLAIM_COLUMNS = (
+    "id",
+    "queue",
+    "payload",
+    "worker_id",
+    "attempts",
+    "claim_expires_at",
+    "priority",
+    "run_at",
+    "max_attempts",
+    "created_at",
+)
+
+# The candidate walk goes through the partial claim index in claim order. Rows whose
+# attempt budget is spent are *not* filtered here: filtering them would leave them at the
+# head of the index to be walked over by every later claim. Instead the few that reach the
+# head are claimed and then moved to _honker_dead in the same transaction (see below).
+_CLAIM_SQL = (
+    "UPDATE _honker_live SET state = 'processing', worker_id = ?2, "
+    "claim_expires_at = unixepoch() + ?4, attempts = attempts + 1 "
+    "WHERE id IN (SELECT id FROM _honker_live INDEXED BY _honker_live_claim "
+    "WHERE queue = ?1 AND state IN ('pending', 'processing') "
+    "AND ((state = 'pending' AND run_at <= unixepoch()) "
+    "OR (state = 'processing' AND claim_expires_at < unixepoch())) "
+    "AND (expires_at IS NULL OR expires_at > unixepoch()) "
+    "ORDER BY priority DESC, run_at, id LIMIT ?3) "
+    "RETURNING " + ", ".join(CLAIM_COLUMNS)
+)
+
+_DEAD_INSERT = (
+    "INSERT INTO _honker_dead (id, queue, payload, priority, run_at, max_attempts, attempts, "
+    "last_error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_DEAD_RETURNING = (
+    "RETURNING id, queue, payload, priority, run_at, max_attempts, attempts, created_at"
+)
+
+MAX_ATTEMPTS_EXCEEDED = "max attempts exceeded"
+
+
+def _claim_key(row: Row) -> tuple[int, int, int]:
+    return (-row[6], row[7], row[0])
+
+
+def claim_batch(
+    conn: sqlite3.Connection, queue: str, worker_id: str, n: int, visibility_s: int
+) -> list[Row]:
+    """Claim up to ``n`` claimable jobs of ``queue`` in claim order; rows per CLAIM_COLUMNS.
+
+    Claimable: pending and due, or processing with an expired claim; not expired; within
+    its attempt budget. A candidate whose budget is already spent is moved to
+    ``_honker_dead`` ('max attempts exceeded') instead of being handed out, and its slot is
+    refilled. Cost is one indexed ``UPDATE … RETURNING`` and does not grow with the number
+    of pending rows.
+    """
+    claimed: list[Row] = []
+    want = n
+    while want > 0:
+        rows = conn.execute(_CLAIM_SQL, (queue, worker_id, want, visibility_s)).fetchall()
+        if not rows:
+            break
+        exhausted = [r for r in rows if r[4] > r[8]]
+        if exhausted:
+            ids = [r[0] for r in exhausted]
+            _move_ids_to_dead(conn, ids, MAX_ATTEMPTS_EXCEEDED, attempts_delta=-1)
+            rows = [r for r in rows if r[4] <= r[8]]
+            claimed.extend(rows)
+            want -= len(rows)
+            continue
+        claimed.extend(rows)
+        break
+    if len(claimed) > 1:
+        claimed.sort(key=_claim_key)
+    return claimed
+
+
+def _move_ids_to_dead(
+    conn: sqlite3.Connection, ids: Sequence[int], error: str, attempts_delta: int = 0
+) -> int:
+    moved = 0
+    for job_id in ids:
+        row = conn.execute(
+            f"DELETE FROM _honker_live WHERE id = ? {_DEAD_RETURNING}", (job_id,)
+        ).fetchone()
+        if row is None:
+            continue
+        conn.execute(_DEAD_INSERT, (*row[:6], row[6] + attempts_delta, error, row[7]))
+        moved += 1
+    return moved
+
+
+def _move_to_dead(conn: sqlite3.Connection, where: str, params: Sequence[Any], error: str) -> int:
+    rows = conn.execute(
+        f"DELETE FROM _honker_live WHERE {where} {_DEAD_RETURNING}", params
+    ).fetchall()
+    if rows:
+        conn.executemany(_DEAD_INSERT, [(*r[:7], error, r[7]) for r in rows])
+    return len(rows)
+
+
+# -- jobs: outcomes --------------------------------------------------------------------
+
+_HELD = "id = ? AND worker_id = ? AND state = 'processing' AND claim_expires_at >= unixepoch()"
+
+
+def ack(conn: sqlite3.Connection, job_id: int, worker_id: str) -> bool:
+    """Delete the job iff ``worker_id`` still holds a valid claim on it."""
+    return conn.execute(f"DELETE FROM _honker_live WHERE {_HELD}", (job_id, worker_id)).rowcount > 0
+
+
+def ack_batch(conn: sqlite3.Connection, ids_json: str, worker_id: str) -> int:
+    """Delete every job in the JSON id array still validly held by ``worker_id``."""
+    cur = conn.execute(
+        "DELETE FROM _honker_live WHERE id IN (SELECT value FROM json_each(?)) "
+        "AND worker_id = ? AND state = 'processing' AND claim_expires_at >= unixepoch()",
+        (ids_json, worker_id),
+    )
+    return cur.rowcount
+
+
+def retry(conn: sqlite3.Connection, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
+    """Put a held job back to pending after ``delay_s``, or dead-letter it if its budget is spent.
+
+    Returns False (and changes nothing) when the claim is no longer valid.
+    """
+    cur = conn.execute(
+        "UPDATE _honker_live SET state = 'pending', run_at = unixepoch() + ?, "
+        f"worker_id = NULL, claim_expires_at = NULL WHERE {_HELD} AND attempts < max_attempts",
+        (delay_s, job_id, worker_id),
+    )
+    if cur.rowcount:
+        return True
+    return _move_to_dead(conn, _HELD, (job_id, worker_id), error) > 0
+
+
+def fail(conn: sqlite3.Connection, job_id: int, worker_id: str, error: str) -> bool:
+    """Move a held job to ``_honker_dead`` with ``error``, whatever its attempts."""
+    return _move_to_dead(conn, _HELD, (job_id, worker_id), error) > 0
+
+
+def heartbeat(conn: sqlite3.Connection, job_id: int, worker_id: str, extend_s: int) -> bool:
+    """Extend a still-valid claim to now + ``extend_s`` (a late heartbeat revives nothing)."""
+    cur = conn.execute(
+        f"UPDATE _honker_live SET claim_expires_at = unixepoch() + ? WHERE {_HELD}",
+        (extend_s, job_id, worker_id),
+    )
+    return cur.rowcount > 0
+
+
+def release_claim(conn: sqlite3.Connection, job_id: int, worker_id: str) -> bool:
+    """Hand a held job back untouched: pending, due now, attempt not counted.
+
+    Used by graceful shutdown for jobs that never ran (or were abandoned) so another
+    worker can take them at once instead of after the visibility timeout.
+    """
+    cur = conn.execute(
+        "UPDATE _honker_live SET state = 'pending', worker_id = NULL, claim_expires_at = NULL, "
+        f"attempts = MAX(attempts - 1, 0), run_at = unixepoch() WHERE {_HELD}",
+        (job_id, worker_id),
+    )
+    return cur.rowcount > 0
+
+
+def cancel(conn: sqlite3.Connection, job_id: int) -> bool:
+    """Delete a pending or processing job whoever holds it."""
+    cur = conn.execute(
+        "DELETE FROM _honker_live WHERE id = ? AND state IN ('pending', 'processing')", (job_id,)
+    )
+    return cur.rowcount > 0
+
+
+JOB_COLUMNS = (
+    "id",
+    "queue",
+    "payload",
+    "state",
+    "priority",
+    "run_at",
+    "worker_id",
+    "claim_expires_at",
+    "attempts",
+    "max_attempts",
+    "created_at",
+    "expires_at",
+)
+
+
+def get_job(conn: sqlite3.Connection, job_id: int) -> dict[str, Any] | None:
+    """The live row of ``job_id`` as a dict, or None when it is not in ``_honker_live``."""
+    row = conn.execute(
+        f"SELECT {', '.join(JOB_COLUMNS)} FROM _honker_live WHERE id = ?", (job_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    return dict(zip(JOB_COLUMNS, row, strict=True))
+
+
+def sweep_expired(conn: sqlite3.Connection, queue: str) -> int:
+    """Move ``queue``'s pending rows whose ``expires_at`` passed to ``_honker_dead``."""
+    return _move_to_dead(
+        conn,
+        "queue = ? AND state = 'pending' AND expires_at IS NOT NULL "
+        "AND expires_at <= unixepoch()",
+        (queue,),
+        "expired",
+    )
+
+
+def queue_next_claim_at(conn: sqlite3.Connection, queue: str) -> int:
+    """Earliest future moment a claim on ``queue`` could succeed with no new write (0: none).
+
+    The smallest future ``run_at`` of a pending row, or ``claim_expires_at + 1`` of a
+    processing row (reclaim needs the claim to be strictly past), among rows that are not
+    expired and still have attempts left. Both are walks of a deadline index that stop at
+    the first qualifying row.
+    """
+    row = conn.execute(
+        "SELECT MIN(t) FROM ("
+        " SELECT * FROM (SELECT run_at AS t FROM _honker_live "
+        "  INDEXED BY _honker_live_pending_deadline "
+        "  WHERE queue = ?1 AND state = 'pending' AND run_at > unixepoch() "
+        "  AND (expires_at IS NULL OR expires_at > unixepoch()) AND attempts < max_attempts "
+        "  ORDER BY run_at LIMIT 1)"
+        " UNION ALL "
+        " SELECT * FROM (SELECT claim_expires_at + 1 AS t FROM _honker_live "
+        "  INDEXED BY _honker_live_processing_deadline "
+        "  WHERE queue = ?1 AND state = 'processing' AND claim_expires_at >= unixepoch() "
+        "  AND (expires_at IS NULL OR expires_at > unixepoch()) AND attempts < max_attempts "
+        "  ORDER BY claim_expires_at LIMIT 1))",
+        (queue,),
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+# -- results ---------------------------------------------------------------------------
+
+
+def result_save(conn: sqlite3.Connection, job_id: int, value: str, ttl_s: int) -> None:
+    """Upsert a stored result; ``ttl_s <= 0`` means it never expires."""
+    conn.execute(
+        "INSERT INTO _honker_results (job_id, value, expires_at) VALUES "
+        "(?1, ?2, CASE WHEN ?3 > 0 THEN unixepoch() + ?3 ELSE NULL END) "
+        "ON CONFLICT(job_id) DO UPDATE SET value = excluded.value, "
+        "expires_at = excluded.expires_at",
+        (job_id, value, ttl_s),
+    )
+
+
+def result_get(conn: sqlite3.Connection, job_id: int) -> str | None:
+    """The stored result text (``'null'`` is a stored None), or None when absent/expired."""
+    row = conn.execute(
+        "SELECT value FROM _honker_results WHERE job_id = ? "
+        "AND (expires_at IS NULL OR expires_at > unixepoch())",
+        (job_id,),
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def result_sweep(conn: sqlite3.Connection) -> int:
+    """Delete expired results; returns how many."""
+    return conn.execute(
+        "DELETE FROM _honker_results WHERE expires_at IS NOT NULL AND expires_at <= unixepoch()"
+    ).rowcount
+
+
+# -- locks and rate limits -------------------------------------------------------------
+
+
+def lock_acquire(conn: sqlite3.Connection, name: str, owner: str, ttl_s: int) -> bool:
+    """Take the named lock for ``owner`` (after clearing a stale holder); True iff ours."""
+    conn.execute(
+        "DELETE FROM _honker_locks WHERE name = ? AND expires_at <= unixepoch()", (name,)
+    )
+    conn.execute(
+        "INSERT INTO _honker_locks (name, owner, expires_at) VALUES (?, ?, unixepoch() + ?) "
+        "ON CONFLICT(name) DO NOTHING",
+        (name, owner, ttl_s),
+    )
+    row = conn.execute("SELECT owner FROM _honker_locks WHERE name = ?", (name,)).fetchone()
+    return row is not None and row[0] == owner
+
+
+def lock_renew(conn: sqlite3.Connection, name: str, owner: str, ttl_s: int) -> bool:
+    """Push the lock's expiry to now + ``ttl_s`` if ``owner`` still has the row."""
+    if ttl_s <= 0:
+        raise ValueError("ttl_s must be positive")
+    cur = conn.execute(
+        "UPDATE _honker_locks SET expires_at = unixepoch() + ? WHERE name = ? AND owner = ?",
+        (ttl_s, name, owner),
+    )
+    return cur.rowcount > 0
+
+
+def lock_release(conn: sqlite3.Connection, name: str, owner: str) -> bool:
+    """Delete the lock row only if ``owner`` holds it."""
+    cur = conn.execute("DELETE FROM _honker_locks WHERE name = ? AND owner = ?", (name, owner))
+    return cur.rowcount > 0
+
+
+def rate_limit_try(conn: sqlite3.Connection, name: str, limit: int, per: int) -> bool:
+    """Count one call in the current fixed window if fewer than ``limit`` were counted."""
+    if limit <= 0 or per <= 0:
+        raise ValueError("limit and per must be positive")
+    cur = conn.execute(
+        "INSERT INTO _honker_rate_limits (name, window_start, count) "
+        "VALUES (?1, (unixepoch() / ?3) * ?3, 1) "
+        "ON CONFLICT(name, window_start) DO UPDATE SET count = count + 1 WHERE count < ?2",
+        (name, limit, per),
+    )
+    return cur.rowcount > 0
+
+
+def rate_limit_sweep(conn: sqlite3.Connection, older_than_s: int) -> int:
+    """Delete windows that started more than ``older_than_s`` seconds ago."""
+    return conn.execute(
+        "DELETE FROM _honker_rate_limits WHERE window_start < unixepoch() - ?", (older_than_s,)
+    ).rowcount
+
+
+# -- streams ---------------------------------------------------------------------------
+
+
+def stream_publish(conn: sqlite3.Connection, topic: str, key: str | None, payload: str) -> int:
+    """Append one event; returns its (global, monotonic) offset."""
+    cur = conn.execute(
+        "INSERT INTO _honker_stream (topic, key, payload) VALUES (?, ?, ?)", (topic, key, payload)
+    )
+    return int(cur.lastrowid or 0)
+
+
+STREAM_COLUMNS = ("offset", "topic", "key", "payload", "created_at")
+
+
+def stream_read_since(conn: sqlite3.Connection, topic: str, offset: int, limit: int) -> list[Row]:
+    """Events of ``topic`` after ``offset`` in order, at most ``limit``; rows per STREAM_COLUMNS."""
+    return conn.execute(
+        'SELECT "offset", topic, key, payload, created_at FROM _honker_stream '
+        'WHERE topic = ? AND "offset" > ? ORDER BY "offset" LIMIT ?',
+        (topic, offset, limit),
+    ).fetchall()
+
+
+def stream_save_offset(conn: sqlite3.Connection, consumer: str, topic: str, offset: int) -> bool:
+    """Raise a consumer's saved offset (never lowers it); True if inserted or advanced."""
+    cur = conn.execute(
+        'INSERT INTO _honker_stream_consumers (name, topic, "offset") VALUES (?, ?, ?) '
+        'ON CONFLICT(name, topic) DO UPDATE SET "offset" = excluded."offset" '
+        'WHERE excluded."offset" > _honker_stream_consumers."offset"',
+        (consumer, topic, offset),
+    )
+    return cur.rowcount > 0
+
+
+def stream_get_offset(conn: sqlite3.Connection, consumer: str, topic: str) -> int:
+    """Saved offset of ``consumer`` on ``topic``, 0 if none."""
+    row = conn.execute(
+        'SELECT "offset" FROM _honker_stream_consumers WHERE name = ? AND topic = ?',
+        (consumer, topic),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+# -- scheduler -------------------------------------------------------------------------
+
+SCHEDULE_COLUMNS = (
+    "name",
+    "queue",
+    "cron_expr",
+    "payload",
+    "priority",
+    "expires_s",
+    "next_fire_at",
+    "enabled",
+    "max_attempts",
+)
+TICK_CAP = 64
+
+
+def sqlite_now(conn: sqlite3.Connection) -> int:
+    """SQLite's ``unixepoch()`` on this connection."""
+    return int(conn.execute("SELECT unixepoch()").fetchone()[0])
+
+
+def _next_after(expr: str, from_unix: int) -> int:
+    from .cron import next_after_unix
+
+    return next_after_unix(expr, from_unix)
+
+
+def scheduler_register(
+    conn: sqlite3.Connection,
+    name: str,
+    queue: str,
+    cron_expr: str,
+    payload: str,
+    priority: int,
+    expires_s: int | None,
+    max_attempts: int = 3,
+) -> None:
+    """Upsert a schedule; ``next_fire_at`` = next boundary after now; ``enabled`` is kept."""
+    next_fire = _next_after(cron_expr, sqlite_now(conn))
+    conn.execute(
+        "INSERT INTO _honker_scheduler_tasks (name, queue, cron_expr, payload, priority, "
+        "expires_s, next_fire_at, max_attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET queue = excluded.queue, "
+        "cron_expr = excluded.cron_expr, payload = excluded.payload, "
+        "priority = excluded.priority, expires_s = excluded.expires_s, "
+        "next_fire_at = excluded.next_fire_at, max_attempts = excluded.max_attempts",
+        (name, queue, cron_expr, payload, priority, expires_s, next_fire, max(1, max_attempts)),
+    )
+
+
+def scheduler_unregister(conn: sqlite3.Connection, name: str) -> int:
+    """Delete a schedule; returns rows deleted (0 or 1)."""
+    return conn.execute("DELETE FROM _honker_scheduler_tasks WHERE name = ?", (name,)).rowcount
+
+
+def scheduler_set_enabled(conn: sqlite3.Connection, name: str, enabled: bool) -> bool:
+    """Pause (False) or resume (True); True only when the state changed."""
+    new, old = (1, 0) if enabled else (0, 1)
+    cur = conn.execute(
+        "UPDATE _honker_scheduler_tasks SET enabled = ? WHERE name = ? AND enabled = ?",
+        (new, name, old),
+    )
+    return cur.rowcount > 0
+
+
+def scheduler_soonest(conn: sqlite3.Connection) -> int:
+    """Smallest ``next_fire_at`` among enabled schedules, 0 when there are none."""
+    row = conn.execute(
+        "SELECT MIN(next_fire_at) FROM _honker_scheduler_tasks WHERE enabled = 1"
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+def scheduler_count(conn: sqlite3.Connection) -> int:
+    """Number of schedules (enabled or not)."""
+    return int(conn.execute("SELECT COUNT(*) FROM _honker_scheduler_tasks").fetchone()[0])
+
+
+def scheduler_list(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every schedule ordered by name; ``enabled`` as bool, NULL ``max_attempts`` read as 3."""
+    rows = conn.execute(
+        f"SELECT {', '.join(SCHEDULE_COLUMNS)} FROM _honker_scheduler_tasks ORDER BY name"
+    ).fetchall()
+    out = []
+    for row in rows:
+        item = dict(zip(SCHEDULE_COLUMNS, row, strict=True))
+        item["enabled"] = bool(item["enabled"])
+        if item["max_attempts"] is None:
+            item["max_attempts"] = 3
+        out.append(item)
+    return out
+
+
+def scheduler_tick(conn: sqlite3.Connection, now_unix: int) -> list[dict[str, Any]]:
+    """Fire every enabled schedule whose ``next_fire_at <= now_unix``; returns fire records.
+
+    Each due boundary enqueues one job and advances ``next_fire_at`` to the next boundary
+    after it, in this transaction, with the update conditional on the old value (so two
+    would-be leaders can never both fire one boundary). At most ``TICK_CAP`` fires per
+    schedule per tick; older missed boundaries beyond that are skipped. A row whose
+    expression cannot be parsed (written by some other tool) is left alone.
+    """
+    due = conn.execute(
+        "SELECT name, queue, cron_expr, payload, priority, expires_s, next_fire_at, "
+        "max_attempts FROM _honker_scheduler_tasks WHERE enabled = 1 AND next_fire_at <= ? "
+        "ORDER BY next_fire_at, name",
+        (now_unix,),
+    ).fetchall()
+    fires: list[dict[str, Any]] = []
+    for name, queue, expr, payload, priority, expires_s, old_next, max_attempts in due:
+        budget = 3 if max_attempts is None else max_attempts
+        boundary = old_next
+        planned: list[int] = []
+        try:
+            while boundary <= now_unix:
+                if len(planned) >= TICK_CAP:
+                    boundary = _next_after(expr, now_unix)
+                    break
+                planned.append(boundary)
+                boundary = _next_after(expr, boundary)
+        except ValueError:
+            continue
+        cur = conn.execute(
+            "UPDATE _honker_scheduler_tasks SET next_fire_at = ? "
+            "WHERE name = ? AND next_fire_at = ? AND enabled = 1",
+            (boundary, name, old_next),
+        )
+        if cur.rowcount != 1:
+            continue
+        for fire_at in planned:
+            job_id = enqueue(conn, queue, payload, None, None, priority, budget, expires_s)
+            fires.append({"name": name, "queue": queue, "fire_at": fire_at, "job_id": job_id})
+    return fires
+
+
+def scheduler_update(
+    conn: sqlite3.Connection,
+    name: str,
+    cron_expr: str | None,
+    payload: str | None,
+    priority: int | None,
+    expires_s: int | None,
+    touch_expires: bool,
+    max_attempts: int | None = None,
+    touch_max_attempts: bool = False,
+) -> bool:
+    """Change only the given fields of a schedule, all at once; False if unknown or no field.
+
+    A new expression is validated first and also recomputes ``next_fire_at`` from now.
+    """
+    sets: list[str] = []
+    params: list[Any] = []
+    if cron_expr is not None:
+        next_fire = _next_after(cron_expr, sqlite_now(conn))
+        sets += ["cron_expr = ?", "next_fire_at = ?"]
+        params += [cron_expr, next_fire]
+    if payload is not None:
+        sets.append("payload = ?")
+        params.append(payload)
+    if priority is not None:
+        sets.append("priority = ?")
+        params.append(priority)
+    if touch_expires:
+        sets.append("expires_s = ?")
+        params.append(expires_s)
+    if touch_max_attempts:
+        sets.append("max_attempts = ?")
+        params.append(3 if max_attempts is None else max(1, max_attempts))
+    if not sets:
+        return False
+    cur = conn.execute(
+        f"UPDATE _honker_scheduler_tasks SET {', '.join(sets)} WHERE name = ?", (*params, name)
+    )
+    return cur.rowcount > 0

@@ -1,0 +1,230 @@
+"""DDL and in-place migrations of the on-disk format shared with every honker binding.
+
+The definitions below are a fixed contract (see ``SCHEMA.md``): same tables, column order,
+types, defaults, keys and index definitions as the reference implementation, so that its
+loadable extension and its other language bindings can share a file with this library.
+Every statement uses ``IF NOT EXISTS`` so whichever participant touches a file first
+defines the objects, and running the whole script twice (or from two processes at once,
+serialized by ``BEGIN IMMEDIATE``) is harmless.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+NOTIFICATIONS_DDL: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS _honker_notifications (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      channel TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      created_at INTEGER NOT NULL DEFAULT (unixepoch())
+    )""",
+    """CREATE INDEX IF NOT EXISTS _honker_notifications_recent
+      ON _honker_notifications(channel, id)""",
+)
+
+BOOTSTRAP_DDL: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS _honker_live (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      queue TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      state TEXT NOT NULL DEFAULT 'pending',
+      priority INTEGER NOT NULL DEFAULT 0,
+      run_at INTEGER NOT NULL DEFAULT (unixepoch()),
+      worker_id TEXT,
+      claim_expires_at INTEGER,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      max_attempts INTEGER NOT NULL DEFAULT 3,
+      created_at INTEGER NOT NULL DEFAULT (unixepoch()),
+      expires_at INTEGER
+    )""",
+    """CREATE INDEX IF NOT EXISTS _honker_live_claim
+      ON _honker_live(queue, priority DESC, run_at, id)
+      WHERE state IN ('pending', 'processing')""",
+    """CREATE INDEX IF NOT EXISTS _honker_live_pending_deadline
+      ON _honker_live(queue, run_at)
+      WHERE state = 'pending'""",
+    """CREATE INDEX IF NOT EXISTS _honker_live_processing_deadline
+      ON _honker_live(queue, claim_expires_at)
+      WHERE state = 'processing'""",
+    """CREATE TABLE IF NOT EXISTS _honker_dead (
+      id INTEGER PRIMARY KEY,
+      queue TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      priority INTEGER NOT NULL DEFAULT 0,
+      run_at INTEGER NOT NULL DEFAULT 0,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      max_attempts INTEGER NOT NULL DEFAULT 0,
+      last_error TEXT,
+      created_at INTEGER NOT NULL DEFAULT (unixepoch()),
+      died_at INTEGER NOT NULL DEFAULT (unixepoch())
+    )""",
+    """CREATE TABLE IF NOT EXISTS _honker_locks (
+      name TEXT PRIMARY KEY,
+      owner TEXT NOT NULL,
+      expires_at INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS _honker_rate_limits (
+      name TEXT NOT NULL,
+      window_start INTEGER NOT NULL,
+      count INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY (name, window_start)
+    )""",
+    """CREATE TABLE IF NOT EXISTS _honker_scheduler_tasks (
+      name TEXT PRIMARY KEY,
+      queue TEXT NOT NULL,
+      cron_expr TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      priority INTEGER NOT NULL DEFAULT 0,
+      expires_s INTEGER,
+      next_fire_at INTEGER NOT NULL,
+      enabled INTEGER NOT NULL DEFAULT 1,
+      max_attempts INTEGER NOT NULL DEFAULT 3
+    )""",
+    """CREATE TABLE IF NOT EXISTS _honker_results (
+      job_id INTEGER PRIMARY KEY,
+      value TEXT,
+      created_at INTEGER NOT NULL DEFAULT (unixepoch()),
+      expires_at INTEGER
+    )""",
+    """CREATE TABLE IF NOT EXISTS _honker_stream (
+      offset INTEGER PRIMARY KEY AUTOINCREMENT,
+      topic TEXT NOT NULL,
+      key TEXT,
+      payload TEXT NOT NULL,
+      created_at INTEGER NOT NULL DEFAULT (unixepoch())
+    )""",
+    """CREATE INDEX IF NOT EXISTS _honker_stream_topic
+      ON _honker_stream(topic, offset)""",
+    """CREATE TABLE IF NOT EXISTS _honker_stream_consumers (
+      name TEXT NOT NULL,
+      topic TEXT NOT NULL,
+      offset INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY (name, topic)
+    )""",
+)
+
+# Columns that older files may lack on _honker_scheduler_tasks (SCHEMA.md §3.2).
+SCHEDULER_MIGRATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "enabled",
+        "ALTER TABLE _honker_scheduler_tasks ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1",
+    ),
+    (
+        "max_attempts",
+        "ALTER TABLE _honker_scheduler_tasks ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 3",
+    ),
+)
+
+JOBS_VIEW_NAME = "_honker_jobs"
+
+JOBS_VIEW_DDL = """CREATE VIEW _honker_jobs AS
+  SELECT id, queue, payload, state, priority, run_at, worker_id, claim_expires_at,
+         attempts, max_attempts, NULL AS last_error, created_at
+    FROM _honker_live
+  UNION ALL
+  SELECT id, queue, payload, 'dead' AS state, priority, run_at, NULL AS worker_id,
+         NULL AS claim_expires_at, attempts, max_attempts, last_error, created_at
+    FROM _honker_dead"""
+
+# Pre-release layout dropped at first queue construction (SCHEMA.md §3.3).
+LEGACY_CLEANUP: tuple[str, ...] = (
+    "DROP INDEX IF EXISTS _honker_jobs_claim",
+    "DROP INDEX IF EXISTS _honker_jobs_claim_v2",
+    "DROP INDEX IF EXISTS _honker_pending_claim",
+    "DROP INDEX IF EXISTS _honker_processing_reclaim",
+    "DROP TABLE IF EXISTS _honker_pending",
+    "DROP TABLE IF EXISTS _honker_processing",
+)
+
+_LEGACY_NAMES = frozenset(
+    {
+        "_honker_jobs_claim",
+        "_honker_jobs_claim_v2",
+        "_honker_pending_claim",
+        "_honker_processing_reclaim",
+        "_honker_pending",
+        "_honker_processing",
+    }
+)
+
+_EXPECTED_OBJECTS = frozenset(
+    {
+        "_honker_notifications",
+        "_honker_notifications_recent",
+        "_honker_live",
+        "_honker_live_claim",
+        "_honker_live_pending_deadline",
+        "_honker_live_processing_deadline",
+        "_honker_dead",
+        "_honker_locks",
+        "_honker_rate_limits",
+        "_honker_scheduler_tasks",
+        "_honker_results",
+        "_honker_stream",
+        "_honker_stream_topic",
+        "_honker_stream_consumers",
+    }
+)
+
+
+def create_notifications(conn: sqlite3.Connection) -> None:
+    """Create ``_honker_notifications`` and its index (done by whoever registers notify())."""
+    for stmt in NOTIFICATIONS_DDL:
+        conn.execute(stmt)
+
+
+def bootstrap(conn: sqlite3.Connection) -> None:
+    """Create every bootstrap table and index, then apply migrations (caller's transaction)."""
+    for stmt in BOOTSTRAP_DDL:
+        conn.execute(stmt)
+    migrate(conn)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Add columns that older files lack; a concurrent "duplicate column" add is ignored."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(_honker_scheduler_tasks)")}
+    for column, stmt in SCHEDULER_MIGRATIONS:
+        if column in have:
+            continue
+        try:
+            conn.execute(stmt)
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc).lower():
+                raise
+
+
+def is_complete(conn: sqlite3.Connection) -> bool:
+    """True when every object of the shared format exists and needs no migration.
+
+    A pure read, so ``open()`` does not need a write transaction on an up-to-date file.
+    """
+    names = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE name LIKE '\\_honker\\_%' ESCAPE '\\'"
+        )
+    }
+    if not names >= _EXPECTED_OBJECTS:
+        return False
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(_honker_scheduler_tasks)")}
+    return all(column in columns for column, _ in SCHEDULER_MIGRATIONS)
+
+
+def jobs_view_current(conn: sqlite3.Connection) -> bool:
+    """True when the ``_honker_jobs`` view exists as defined here and no legacy object is left."""
+    marks = ",".join("?" * len(_LEGACY_NAMES))
+    rows = conn.execute(
+        f"SELECT name, sql FROM sqlite_master WHERE name = ? OR name IN ({marks})",
+        (JOBS_VIEW_NAME, *sorted(_LEGACY_NAMES)),
+    ).fetchall()
+    return len(rows) == 1 and rows[0][0] == JOBS_VIEW_NAME and rows[0][1] == JOBS_VIEW_DDL
+
+
+def install_jobs_view(conn: sqlite3.Connection) -> None:
+    """(Re)create the ``_honker_jobs`` inspection view and drop the legacy layout."""
+    bootstrap(conn)
+    conn.execute(f"DROP VIEW IF EXISTS {JOBS_VIEW_NAME}")
+    conn.execute(JOBS_VIEW_DDL)
+    for stmt in LEGACY_CLEANUP:
+        conn.execute(stmt)

@@ -1,0 +1,403 @@
+"""UpdateWatcher: one thread per Database notices every commit to the file and wakes subscribers.
+
+The polling backend reads ``PRAGMA data_version`` on a dedicated connection. SQLite bumps
+that counter whenever *another* connection (in this process or any other) commits, in every
+journal mode, and never for rolled-back work. A change fans one wake out to every
+subscriber. Wakes carry no data: consumers re-read SQLite after each one, so a spurious wake
+costs one indexed query while a missed wake would be a correctness bug.
+
+Each subscriber has a one-slot buffer: a burst of commits coalesces into one pending wake,
+and a wake that lands between ``subscribe()`` and the first wait is kept, never lost.
+Subscribers register *before* taking their first snapshot of the state they watch.
+
+The thread starts on the first subscription. When nobody has been subscribed for a couple
+of seconds it exits, and the next subscription starts a new one after reading the counter
+baseline synchronously (still before the subscriber's first snapshot), so an application
+that only writes pays nothing for the watcher.
+
+A dead-man's switch ``os.stat``s the database path about every 100 ms: if the file was
+replaced (device or inode changed) or removed, the watcher dies and every subscriber's next
+wait raises ``RuntimeError`` containing "update watcher died". The watcher never opens the
+database, ``-wal`` or ``-shm`` files itself: closing any descriptor of a file drops the whole
+process's POSIX locks on it, which would silently break SQLite's locking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from ._errors import CLOSED_MESSAGE, WATCHER_DIED_MESSAGE, DatabaseClosed, WatcherDied
+
+IDENTITY_CHECK_S = 0.1
+IDLE_EXIT_S = 2.0
+_TRANSIENT = ("locked", "busy")
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of ``path``, or ``None`` when it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _resolve(fut: asyncio.Future[bool], value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+class Subscription:
+    """One subscriber's view of the watcher: a coalescing one-slot wake buffer.
+
+    Usable from asyncio (``await wait(timeout)``) and from plain threads
+    (``wait_sync(timeout)``). Both return ``True`` for a wake and ``False`` on timeout, and
+    raise ``RuntimeError`` once the watcher died or the database was closed.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_cond",
+        "_error",
+        "_lock",
+        "_pending",
+        "_sync_waiters",
+        "_waiter",
+        "_watcher",
+    )
+
+    def __init__(self, watcher: UpdateWatcher) -> None:
+        self._watcher: UpdateWatcher | None = watcher
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._pending = False
+        self._error: RuntimeError | None = None
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]] | None = None
+        self._sync_waiters = 0
+
+    # -- called by the watcher thread -------------------------------------------------
+    def _fire(self) -> None:
+        with self._lock:
+            if self._pending:
+                return
+            self._pending = True
+            waiter = self._waiter
+            if self._sync_waiters:
+                self._cond.notify_all()
+        if waiter is not None:
+            loop, fut = waiter
+            try:
+                loop.call_soon_threadsafe(_resolve, fut, True)
+            except RuntimeError:  # the subscriber's loop is closed
+                pass
+
+    def _kill(self, error: RuntimeError) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = error
+            waiter = self._waiter
+            self._cond.notify_all()
+        if waiter is not None:
+            loop, fut = waiter
+            try:
+                loop.call_soon_threadsafe(_resolve, fut, True)
+            except RuntimeError:
+                pass
+
+    # -- called by consumers -----------------------------------------------------------
+    @property
+    def pending(self) -> bool:
+        """Whether a wake is buffered (does not consume it)."""
+        return self._pending
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise type(self._error)(str(self._error))
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the next wake (``True``) or until ``timeout`` seconds pass (``False``)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._check()
+            if self._pending:
+                self._pending = False
+                return True
+            if timeout is not None and timeout <= 0:
+                return False
+            fut: asyncio.Future[bool] = loop.create_future()
+            self._waiter = (loop, fut)
+        handle = None if timeout is None else loop.call_later(timeout, _resolve, fut, False)
+        try:
+            woke = await fut
+        finally:
+            if handle is not None:
+                handle.cancel()
+            with self._lock:
+                self._waiter = None
+                pending = self._pending
+                self._pending = False
+        self._check()
+        return woke or pending
+
+    def wait_sync(self, timeout: float | None = None) -> bool:
+        """Blocking variant of :meth:`wait` for plain threads."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._sync_waiters += 1
+            try:
+                while True:
+                    self._check()
+                    if self._pending:
+                        self._pending = False
+                        return True
+                    if deadline is None:
+                        self._cond.wait()
+                        continue
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                self._sync_waiters -= 1
+
+    def close(self) -> None:
+        """Unsubscribe; safe to call more than once."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.unsubscribe(self)
+
+
+class UpdateWatcher:
+    """Polls ``PRAGMA data_version`` on its own connection and wakes every subscriber."""
+
+    def __init__(
+        self,
+        path: str,
+        connect: Callable[[], sqlite3.Connection],
+        poll_interval_s: float = 0.001,
+    ) -> None:
+        self.path = path
+        self._connect = connect
+        self._interval = poll_interval_s
+        self._lock = threading.Lock()
+        self._subs: tuple[Subscription, ...] = ()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._baseline: int | None = None
+        self._identity: tuple[int, int] | None = file_identity(path)
+        self._dead: RuntimeError | None = None
+        self._closed = False
+        self._stop = threading.Event()
+        self._generation = 0
+
+    # -- subscription management -------------------------------------------------------
+    def subscribe(self) -> Subscription:
+        """Register a subscriber; the baseline is read before this returns."""
+        sub = Subscription(self)
+        with self._lock:
+            if self._closed:
+                raise DatabaseClosed(CLOSED_MESSAGE)
+            if self._dead is not None:
+                sub._error = self._dead
+                return sub
+            self._subs = (*self._subs, sub)
+            if self._thread is None:
+                self._start_locked()
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Remove a subscriber (the thread exits on its own once nobody is left)."""
+        with self._lock:
+            self._subs = tuple(s for s in self._subs if s is not sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        """Number of live subscriptions."""
+        return len(self._subs)
+
+    @property
+    def running(self) -> bool:
+        """Whether the poll thread is alive."""
+        return self._thread is not None
+
+    def _start_locked(self) -> None:
+        if self._conn is None:
+            self._conn = self._connect()
+        try:
+            self._baseline = self._read_version(self._conn)
+        except sqlite3.Error:
+            # Could not read a baseline (e.g. the file is momentarily locked by a checkpoint
+            # in another journal mode): start without one; the first successful read then
+            # counts as a change, which is a harmless extra wake.
+            self._baseline = None
+        self._generation += 1
+        self._stop.clear()
+        thread = threading.Thread(
+            target=self._run,
+            args=(self._generation,),
+            name=f"honker-watcher:{os.path.basename(self.path)}",
+            daemon=True,
+        )
+        self._thread = thread
+        thread.start()
+
+    @staticmethod
+    def _read_version(conn: sqlite3.Connection) -> int:
+        row = conn.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    # -- the poll loop -----------------------------------------------------------------
+    def _run(self, generation: int) -> None:
+        interval = self._interval
+        sleep = time.sleep if interval < 0.05 else self._stop.wait
+        monotonic = time.monotonic
+        last = self._baseline
+        next_identity = monotonic() + IDENTITY_CHECK_S
+        idle_since: float | None = None
+        conn = self._conn
+        # Sleep to absolute deadlines so the cadence stays at ``interval`` on average:
+        # every wake-up overshoots a little, and relative sleeps would add that each time.
+        deadline = monotonic() + interval
+        while not self._stop.is_set():
+            delay = deadline - monotonic()
+            if delay > 0:
+                sleep(delay)
+            deadline += interval
+            if conn is None:
+                try:
+                    conn = self._conn = self._connect()
+                except sqlite3.Error:
+                    conn = None
+            if conn is not None:
+                try:
+                    version = conn.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.OperationalError as exc:
+                    message = str(exc).lower()
+                    if not any(word in message for word in _TRANSIENT):
+                        # Unknown failure: drop the connection, wake everyone once
+                        # (conservatively), and reconnect on the next tick.
+                        self._drop_connection(conn)
+                        conn = None
+                        last = None
+                        self._fan_out()
+                    version = None
+                except sqlite3.Error:
+                    self._drop_connection(conn)
+                    conn = None
+                    last = None
+                    self._fan_out()
+                    version = None
+                if version is not None and version != last:
+                    last = version
+                    self._fan_out()
+            now = monotonic()
+            if deadline < now:
+                deadline = now + interval  # fell behind (GIL, suspend): do not burst
+            if now >= next_identity:
+                next_identity = now + IDENTITY_CHECK_S
+                if file_identity(self.path) != self._identity:
+                    self._die(RuntimeError(WATCHER_DIED_MESSAGE))
+                    return
+                if self._subs:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = now
+                elif now - idle_since >= IDLE_EXIT_S:
+                    with self._lock:
+                        if not self._subs and self._generation == generation:
+                            self._thread = None
+                            return
+
+    def _drop_connection(self, conn: sqlite3.Connection) -> None:
+        self._conn = None
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+
+    def _fan_out(self) -> None:
+        for sub in self._subs:
+            sub._fire()
+
+    def _die(self, error: RuntimeError) -> None:
+        err = WatcherDied(str(error))
+        with self._lock:
+            self._dead = err
+            subs = self._subs
+            self._subs = ()
+            self._thread = None
+        for sub in subs:
+            sub._kill(err)
+
+    # -- shutdown ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop and join the thread; every subscriber's next wait raises. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            self._thread = None
+            subs = self._subs
+            self._subs = ()
+            self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        err = DatabaseClosed(CLOSED_MESSAGE)
+        for sub in subs:
+            sub._kill(err)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+
+class UpdateEvents:
+    """Async iterator over database updates, returned by ``Database.update_events()``.
+
+    Each ``await __anext__()`` completes with ``None`` once the database changed since the
+    previous wake (bursts coalesce). Ends with ``StopAsyncIteration`` when the database is
+    closed; raises ``RuntimeError`` ("update watcher died") if the watcher dies.
+    """
+
+    def __init__(self, sub: Subscription, path: str) -> None:
+        self._sub = sub
+        self._path = path
+
+    @property
+    def path(self) -> str:
+        """The watched database path."""
+        return self._path
+
+    def __aiter__(self) -> UpdateEvents:
+        return self
+
+    async def __anext__(self) -> None:
+        try:
+            await self._sub.wait(None)
+        except DatabaseClosed:
+            raise StopAsyncIteration from None
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait for one wake; ``False`` if ``timeout`` seconds passed first."""
+        return await self._sub.wait(timeout)
+
+    def close(self) -> None:
+        """Unsubscribe now (also happens when the object is garbage-collected)."""
+        self._sub.close()
+
+    def __del__(self) -> None:
+        try:
+            self._sub.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"UpdateEvents(path={self._path!r})"

@@ -1,0 +1,115 @@
+"""Ephemeral pub/sub: ``tx.notify(channel, payload)`` and ``db.listen(channel)``.
+
+A notification is a row in ``_honker_notifications`` written inside the caller's
+transaction, so it is delivered only if that transaction commits. A listener attaches at the
+channel's current ``MAX(id)`` (history is never replayed), then after every wake reads the
+rows with a higher id, in id order. Ids are allocated under SQLite's single writer lock, so
+id order is commit order and a committed row can never appear "behind" one already read.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from . import _ops
+from ._errors import DatabaseClosed
+
+if TYPE_CHECKING:
+    from ._database import Database
+
+_BATCH = 1000
+
+
+class Notification:
+    """One delivered notification: ``id``, ``channel``, ``created_at`` and a lazy ``payload``."""
+
+    __slots__ = ("_decoded", "_payload", "_raw", "channel", "created_at", "id")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.id: int = int(row["id"])
+        self.channel: str = row["channel"]
+        self.created_at: int = int(row.get("created_at") or 0)
+        self._raw: Any = row.get("payload")
+        self._decoded = False
+        self._payload: Any = None
+
+    @property
+    def payload(self) -> Any:
+        """The decoded JSON payload; invalid JSON is returned as the raw string."""
+        if not self._decoded:
+            raw = self._raw
+            if raw is None or raw == "" or raw == "null":
+                value = None
+            else:
+                try:
+                    value = json.loads(raw)
+                except (ValueError, TypeError):
+                    value = raw
+            self._payload = value
+            self._decoded = True
+        return self._payload
+
+    def __repr__(self) -> str:
+        return f"Notification(id={self.id}, channel={self.channel!r})"
+
+
+class Listener:
+    """Async iterator of notifications on one channel (returned by ``db.listen``).
+
+    Subscribes to database updates first, then snapshots the channel's ``MAX(id)``, so a
+    notification committed in between is delivered rather than lost. ``fallback_poll_s``
+    re-reads the table even without a wake (``None`` waits for wakes only).
+    """
+
+    def __init__(
+        self, db: Database, channel: str, fallback_poll_s: float | None = 15.0
+    ) -> None:
+        if not isinstance(channel, str):
+            raise TypeError(f"channel must be a str, not {type(channel).__name__}")
+        self.db = db
+        self.channel = channel
+        self.fallback_poll_s = fallback_poll_s
+        self._sub = db._subscribe()
+        weakref.finalize(self, self._sub.close)
+        self._last = db._read(_ops.notifications_max_id, channel)
+        self._buffer: deque[Notification] = deque()
+
+    def __aiter__(self) -> Listener:
+        return self
+
+    async def __anext__(self) -> Notification:
+        buffer = self._buffer
+        while not buffer:
+            try:
+                rows = self.db._read(_ops.notifications_since, self.channel, self._last, _BATCH)
+            except DatabaseClosed:
+                raise StopAsyncIteration from None
+            if rows:
+                for row_id, channel, payload, created_at in rows:
+                    buffer.append(
+                        Notification(
+                            {
+                                "id": row_id,
+                                "channel": channel,
+                                "payload": payload,
+                                "created_at": created_at,
+                            }
+                        )
+                    )
+                self._last = rows[-1][0]
+                break
+            try:
+                await self._sub.wait(self.fallback_poll_s)
+            except DatabaseClosed:
+                raise StopAsyncIteration from None
+        return buffer.popleft()
+
+    def close(self) -> None:
+        """Stop listening and release the subscription."""
+        self._sub.close()
+
+    def __repr__(self) -> str:
+        return f"Listener(channel={self.channel!r}, last_id={self._last})"
