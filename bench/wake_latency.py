@@ -110,8 +110,10 @@ def main() -> None:
         print(f"notify commit -> listener in another process: {summary_ms(lat)}")
     with temp_db() as path:
         cpu = measure_idle_cpu(path, args.backend, args.idle_seconds)
-        print(f"idle CPU, one Database + one idle listener: {cpu:.2f} % of one core "
-              f"over {args.idle_seconds:.0f} s")
+        print(
+            f"idle CPU, one Database + one idle listener: {cpu:.2f} % of one core "
+            f"over {args.idle_seconds:.0f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -83,12 +83,24 @@ EXPECTED_COLUMNS = {
 }
 
 EXPECTED_INDEXES = {
-    "_honker_live_claim": ("_honker_live", ["queue", "priority", "run_at", "id"], [0, 1, 0, 0],
-                           "state IN ('pending', 'processing')"),
-    "_honker_live_pending_deadline": ("_honker_live", ["queue", "run_at"], [0, 0],
-                                      "state = 'pending'"),
-    "_honker_live_processing_deadline": ("_honker_live", ["queue", "claim_expires_at"], [0, 0],
-                                         "state = 'processing'"),
+    "_honker_live_claim": (
+        "_honker_live",
+        ["queue", "priority", "run_at", "id"],
+        [0, 1, 0, 0],
+        "state IN ('pending', 'processing')",
+    ),
+    "_honker_live_pending_deadline": (
+        "_honker_live",
+        ["queue", "run_at"],
+        [0, 0],
+        "state = 'pending'",
+    ),
+    "_honker_live_processing_deadline": (
+        "_honker_live",
+        ["queue", "claim_expires_at"],
+        [0, 0],
+        "state = 'processing'",
+    ),
     "_honker_notifications_recent": ("_honker_notifications", ["channel", "id"], [0, 0], None),
     "_honker_stream_topic": ("_honker_stream", ["topic", "offset"], [0, 0], None),
 }

@@ -9,15 +9,18 @@ from ._database import Database, Transaction, open
 from ._errors import LeadershipLost, LockHeld, Retryable, UnknownTaskError
 from ._watcher import UpdateEvents
 from .notify import Listener, Notification
+from .queue import Job, Queue
 
 __version__ = "0.4.0"
 
 __all__ = [
     "Database",
+    "Job",
     "LeadershipLost",
     "Listener",
     "LockHeld",
     "Notification",
+    "Queue",
     "Retryable",
     "Transaction",
     "UnknownTaskError",

@@ -28,9 +28,12 @@ from ._json import dumps
 from ._watcher import Subscription, UpdateEvents, UpdateWatcher
 
 if TYPE_CHECKING:
+    from .locks import _Lock
     from .notify import Listener
+    from .queue import Queue
 
 T = TypeVar("T")
+_UNSET: Any = object()
 
 PRAGMAS: tuple[str, ...] = (
     "PRAGMA busy_timeout=5000",
@@ -67,8 +70,7 @@ def check_params(params: Any) -> Sequence[Any]:
         return ()
     if isinstance(params, (str, bytes, bytearray, dict)) or hasattr(params, "keys"):
         raise TypeError(
-            "SQL params must be a positional sequence (list or tuple), "
-            f"not {type(params).__name__}"
+            f"SQL params must be a positional sequence (list or tuple), not {type(params).__name__}"
         )
     if type(params) is not list and type(params) is not tuple:
         try:
@@ -492,6 +494,75 @@ class Database:
         if older is None and max_keep is None:
             return 0
         return self._write(_ops.prune_notifications, older, max_keep)
+
+    # -- queues, locks, rate limits --------------------------------------------------------
+    def queue(
+        self,
+        name: str,
+        visibility_timeout_s: Any = _UNSET,
+        max_attempts: Any = _UNSET,
+    ) -> Queue:
+        """The (memoized) work queue called ``name``.
+
+        Without options this returns the existing handle, or creates one with the defaults
+        (visibility 300 s, 3 attempts). Options given for an existing name must match it,
+        else ``ValueError``.
+        """
+        from .queue import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT_S, Queue
+
+        if not isinstance(name, str):
+            raise TypeError(f"queue name must be a str, not {type(name).__name__}")
+        lookup = visibility_timeout_s is _UNSET and max_attempts is _UNSET
+        vt = (
+            DEFAULT_VISIBILITY_TIMEOUT_S
+            if visibility_timeout_s is _UNSET
+            else int(visibility_timeout_s)
+        )
+        ma = DEFAULT_MAX_ATTEMPTS if max_attempts is _UNSET else int(max_attempts)
+        with self._registry_lock:
+            existing = self._queues.get(name)
+            if existing is not None:
+                if lookup or (existing.visibility_timeout_s, existing.max_attempts) == (vt, ma):
+                    return existing  # type: ignore[no-any-return]
+                raise ValueError(
+                    f"queue {name!r} already opened with visibility_timeout_s="
+                    f"{existing.visibility_timeout_s}, max_attempts={existing.max_attempts}; "
+                    f"requested visibility_timeout_s={vt}, max_attempts={ma}"
+                )
+            created = Queue(self, name, vt, ma)
+            self._queues[name] = created
+            return created
+
+    def _init_queue_schema(self) -> None:
+        """Schema step of a first Queue construction: own transaction, view, legacy cleanup."""
+        if self._tx_depth:
+            raise RuntimeError(
+                "cannot construct Queue inside an open db.transaction() on the same thread: "
+                "create it (db.queue(name)) before the transaction"
+            )
+        if self._jobs_view_ready:
+            return
+        if not self._read(_schema.jobs_view_current):
+            self._write(_schema.install_jobs_view)
+        self._jobs_view_ready = True
+
+    def lock(self, name: str, ttl: int = 60, owner: str | None = None) -> _Lock:
+        """A named advisory lock (context manager); raises ``LockHeld`` if taken."""
+        from .locks import _Lock
+
+        return _Lock(self, name, ttl, owner)
+
+    def try_rate_limit(self, name: str, limit: int, per: int) -> bool:
+        """Fixed-window limiter: ``True`` (and counted) while under ``limit`` per window."""
+        from .locks import try_rate_limit
+
+        return try_rate_limit(self, name, limit, per)
+
+    def sweep_rate_limits(self, older_than_s: int = 3600) -> int:
+        """Delete rate-limit windows older than ``older_than_s`` seconds; returns the count."""
+        from .locks import sweep_rate_limits
+
+        return sweep_rate_limits(self, older_than_s)
 
     def close(self) -> None:
         """Stop the watcher and close every connection. Idempotent."""

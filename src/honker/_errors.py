@@ -5,8 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 WATCHER_DIED_MESSAGE = (
-    "honker: update watcher died (database file likely replaced; "
-    "recreate honker.open() to recover)"
+    "honker: update watcher died (database file likely replaced; recreate honker.open() to recover)"
 )
 NESTED_TX_MESSAGE = (
     "nested db.transaction() is not supported: this thread already holds the writer; "
@@ -20,6 +19,10 @@ class SQLiteError(RuntimeError):
 
     A ``RuntimeError`` subclass whose message carries SQLite's own text.
     """
+
+
+class InvalidArgument(ValueError, RuntimeError):
+    """A bad argument that the reference reports as a SQL error (hence also RuntimeError)."""
 
 
 class WatcherDied(RuntimeError):

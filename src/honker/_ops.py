@@ -68,9 +68,7 @@ def prune_notifications(
         params.append(max_keep)
     if not clauses:
         return 0
-    cur = conn.execute(
-        "DELETE FROM _honker_notifications WHERE " + " OR ".join(clauses), params
-    )
+    cur = conn.execute("DELETE FROM _honker_notifications WHERE " + " OR ".join(clauses), params)
     return cur.rowcount
 
 
@@ -322,8 +320,7 @@ def sweep_expired(conn: sqlite3.Connection, queue: str) -> int:
     """Move ``queue``'s pending rows whose ``expires_at`` passed to ``_honker_dead``."""
     return _move_to_dead(
         conn,
-        "queue = ? AND state = 'pending' AND expires_at IS NOT NULL "
-        "AND expires_at <= unixepoch()",
+        "queue = ? AND state = 'pending' AND expires_at IS NOT NULL AND expires_at <= unixepoch()",
         (queue,),
         "expired",
     )
@@ -391,9 +388,7 @@ def result_sweep(conn: sqlite3.Connection) -> int:
 
 def lock_acquire(conn: sqlite3.Connection, name: str, owner: str, ttl_s: int) -> bool:
     """Take the named lock for ``owner`` (after clearing a stale holder); True iff ours."""
-    conn.execute(
-        "DELETE FROM _honker_locks WHERE name = ? AND expires_at <= unixepoch()", (name,)
-    )
+    conn.execute("DELETE FROM _honker_locks WHERE name = ? AND expires_at <= unixepoch()", (name,))
     conn.execute(
         "INSERT INTO _honker_locks (name, owner, expires_at) VALUES (?, ?, unixepoch() + ?) "
         "ON CONFLICT(name) DO NOTHING",

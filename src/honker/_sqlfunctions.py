@@ -227,7 +227,8 @@ def _functions(conn: sqlite3.Connection) -> list[tuple[str, tuple[str, ...], Cal
 
 
 FUNCTION_NAMES: frozenset[str] = frozenset(
-    name for name, _, _ in _functions(None)  # type: ignore[arg-type]
+    name
+    for name, _, _ in _functions(None)  # type: ignore[arg-type]
 )
 
 

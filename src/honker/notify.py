@@ -64,9 +64,7 @@ class Listener:
     re-reads the table even without a wake (``None`` waits for wakes only).
     """
 
-    def __init__(
-        self, db: Database, channel: str, fallback_poll_s: float | None = 15.0
-    ) -> None:
+    def __init__(self, db: Database, channel: str, fallback_poll_s: float | None = 15.0) -> None:
         if not isinstance(channel, str):
             raise TypeError(f"channel must be a str, not {type(channel).__name__}")
         self.db = db

@@ -1,0 +1,85 @@
+"""Named advisory locks and fixed-window rate limits, stored in the database file.
+
+Locks are rows in ``_honker_locks`` with an owner token and an expiry: a crashed holder
+blocks others for at most ``ttl`` seconds, and only the owner can renew or release. They
+serialize work across processes on one host (SQLite's locking is single-host).
+"""
+
+from __future__ import annotations
+
+import uuid
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from . import _ops
+from ._errors import InvalidArgument, LockHeld
+
+if TYPE_CHECKING:
+    from ._database import Database
+
+
+class _Lock:
+    """Context manager for one named lock (returned, un-acquired, by ``db.lock()``)."""
+
+    def __init__(self, db: Database, name: str, ttl: int = 60, owner: str | None = None) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"lock name must be a str, not {type(name).__name__}")
+        if owner is not None and not isinstance(owner, str):
+            raise TypeError(f"lock owner must be a str, not {type(owner).__name__}")
+        self.db = db
+        self.name = name
+        self.ttl = int(ttl)
+        self.owner: str = owner if owner is not None else uuid.uuid4().hex
+        self.acquired = False
+
+    def acquire(self) -> bool:
+        """Try to take the lock; ``True`` if this owner now holds it (no exception)."""
+        self.acquired = self.db._write(_ops.lock_acquire, self.name, self.owner, self.ttl)
+        return self.acquired
+
+    def __enter__(self) -> _Lock:
+        if not self.acquire():
+            raise LockHeld(f"lock {self.name!r} is already held")
+        return self
+
+    def renew(self, ttl: int | None = None) -> bool:
+        """Push the expiry to now + ``ttl``; ``True`` iff this owner still holds the lock."""
+        if not self.acquired:
+            return False
+        ttl_s = int(ttl) if ttl is not None else self.ttl
+        if ttl_s <= 0:
+            raise InvalidArgument(f"lock ttl must be positive, got {ttl_s}")
+        return self.db._write(_ops.lock_renew, self.name, self.owner, ttl_s)
+
+    def release(self) -> bool:
+        """Release the lock if this owner holds it."""
+        if not self.acquired:
+            return False
+        self.acquired = False
+        return self.db._write(_ops.lock_release, self.name, self.owner)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"_Lock(name={self.name!r}, owner={self.owner!r}, acquired={self.acquired})"
+
+
+def try_rate_limit(db: Database, name: str, limit: int, per: int) -> bool:
+    """Count one call against ``limit`` per ``per``-second fixed window; ``False`` when full."""
+    if not isinstance(name, str):
+        raise TypeError(f"rate limit name must be a str, not {type(name).__name__}")
+    limit, per = int(limit), int(per)
+    if limit <= 0 or per <= 0:
+        raise ValueError("limit and per must be positive")
+    return db._write(_ops.rate_limit_try, name, limit, per)
+
+
+def sweep_rate_limits(db: Database, older_than_s: int = 3600) -> int:
+    """Delete windows that started more than ``older_than_s`` seconds ago."""
+    return db._write(_ops.rate_limit_sweep, int(older_than_s))

@@ -1,0 +1,327 @@
+"""Work queues: ``Queue`` and ``Job``.
+
+A queue is a named group of rows in ``_honker_live``. ``enqueue`` inserts a pending row
+(optionally inside the caller's transaction); a claim flips up to ``n`` due rows to
+``processing`` with one indexed ``UPDATE … RETURNING`` and gives each a visibility window;
+``ack`` deletes the row; ``retry`` puts it back with a delay or, once its attempt budget is
+spent, moves it to ``_honker_dead``; ``fail`` dead-letters it at once. A worker that dies
+holding a job simply lets the window lapse and another worker reclaims it: delivery is
+at-least-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from . import _ops
+from ._errors import DatabaseClosed
+from ._json import dumps
+from .results import get_result, save_result, sweep_results, wait_result
+
+if TYPE_CHECKING:
+    from ._database import Database, Transaction
+    from ._watcher import Subscription
+
+DEFAULT_VISIBILITY_TIMEOUT_S = 300
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+def _check_name(name: Any, what: str = "queue name") -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str, not {type(name).__name__}")
+    return name
+
+
+def _check_worker(worker_id: Any) -> str:
+    if not isinstance(worker_id, str):
+        raise TypeError(f"worker_id must be a str, not {type(worker_id).__name__}")
+    return worker_id
+
+
+class Job:
+    """A claimed job. ``payload`` decodes lazily; ``ack/retry/fail/heartbeat`` act on it.
+
+    Each method runs in its own transaction and returns an honest ``bool``: ``False`` means
+    this worker's claim had lapsed (another worker may hold the job now) and nothing changed.
+    """
+
+    __slots__ = (
+        "_decoded",
+        "_payload",
+        "_raw",
+        "attempts",
+        "claim_expires_at",
+        "created_at",
+        "id",
+        "last_error",
+        "max_attempts",
+        "priority",
+        "queue",
+        "queue_name",
+        "run_at",
+        "state",
+        "worker_id",
+    )
+
+    def __init__(self, queue: Queue, row: dict[str, Any]) -> None:
+        self.queue = queue
+        self.id: int = int(row["id"])
+        self.queue_name: str = row["queue"]
+        self._raw: str | None = row["payload"]
+        self._decoded = False
+        self._payload: Any = None
+        self.worker_id: str = row["worker_id"]
+        self.attempts: int = int(row["attempts"])
+        self.claim_expires_at: int = int(row["claim_expires_at"])
+        self.state: str = row.get("state") or "processing"
+        self.priority: int = int(row.get("priority") or 0)
+        self.run_at: int = int(row.get("run_at") or 0)
+        max_attempts = row.get("max_attempts")
+        self.max_attempts: int = queue.max_attempts if max_attempts is None else int(max_attempts)
+        self.last_error: str | None = row.get("last_error")
+        self.created_at: int = int(row.get("created_at") or 0)
+
+    @classmethod
+    def _from_claim(cls, queue: Queue, row: tuple[Any, ...]) -> Job:
+        job = cls.__new__(cls)
+        job.queue = queue
+        (
+            job.id,
+            job.queue_name,
+            job._raw,
+            job.worker_id,
+            job.attempts,
+            job.claim_expires_at,
+            job.priority,
+            job.run_at,
+            job.max_attempts,
+            job.created_at,
+        ) = row
+        job._decoded = False
+        job._payload = None
+        job.state = "processing"
+        job.last_error = None
+        return job
+
+    @property
+    def payload(self) -> Any:
+        """The decoded JSON payload (decoded on first access, then cached)."""
+        if not self._decoded:
+            raw = self._raw
+            self._payload = None if raw is None or raw == "" else json.loads(raw)
+            self._decoded = True
+        return self._payload
+
+    def ack(self) -> bool:
+        """Delete the job: done. ``False`` if the claim lapsed."""
+        return self.queue.ack(self.id, self.worker_id)
+
+    def retry(self, delay_s: int = 60, error: str = "") -> bool:
+        """Back to pending after ``delay_s`` seconds (dead-lettered when the budget is spent)."""
+        return self.queue.retry(self.id, self.worker_id, delay_s, error)
+
+    def fail(self, error: str = "") -> bool:
+        """Move the job to ``_honker_dead`` with ``error``."""
+        return self.queue.fail(self.id, self.worker_id, error)
+
+    def heartbeat(self, extend_s: int | None = None) -> bool:
+        """Extend the claim (default: the queue's visibility timeout) while it is still valid."""
+        return self.queue.heartbeat(self.id, self.worker_id, extend_s)
+
+    def __repr__(self) -> str:
+        return (
+            f"Job(id={self.id}, queue={self.queue_name!r}, attempts={self.attempts}, "
+            f"worker_id={self.worker_id!r})"
+        )
+
+
+class Queue:
+    """A named work queue in the database file (obtain with ``db.queue(name)``)."""
+
+    def __init__(
+        self,
+        db: Database,
+        name: str,
+        visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        self.db = db
+        self.name: str = _check_name(name)
+        self.visibility_timeout_s = int(visibility_timeout_s)
+        self.max_attempts = int(max_attempts)
+        db._init_queue_schema()
+
+    # -- producing ---------------------------------------------------------------------
+    def enqueue(
+        self,
+        payload: Any,
+        tx: Transaction | None = None,
+        run_at: float | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+        expires: float | None = None,
+        max_attempts: int | None = None,
+    ) -> int:
+        """Add a job and return its id.
+
+        ``delay`` (seconds from now) wins over ``run_at`` (absolute unix seconds); neither
+        means claimable now. ``expires`` drops the job from claims that many seconds from
+        now. With ``tx=`` the job commits or rolls back with the caller's transaction.
+        """
+        args = (
+            self.name,
+            dumps(payload),
+            None if run_at is None else int(run_at),
+            None if delay is None else int(delay),
+            int(priority),
+            self.max_attempts if max_attempts is None else int(max_attempts),
+            None if expires is None else int(expires),
+        )
+        if tx is None:
+            return self.db._write(_ops.enqueue, *args)
+        return self.db._in_tx(tx, _ops.enqueue, *args)
+
+    # -- claiming ----------------------------------------------------------------------
+    def claim_batch(self, worker_id: str, n: int) -> list[Job]:
+        """Claim up to ``n`` ready jobs in priority order, in one transaction."""
+        n = int(n)
+        if n <= 0:
+            return []
+        rows = self.db._write(
+            _ops.claim_batch, self.name, _check_worker(worker_id), n, self.visibility_timeout_s
+        )
+        make = Job._from_claim
+        return [make(self, row) for row in rows]
+
+    def claim_one(self, worker_id: str) -> Job | None:
+        """Claim the next ready job, or ``None``."""
+        jobs = self.claim_batch(worker_id, 1)
+        return jobs[0] if jobs else None
+
+    def claim(self, worker_id: str, idle_poll_s: float | None = 5.0) -> ClaimIterator:
+        """Async iterator yielding one claimed job at a time, forever.
+
+        Wakes on any commit to the database and exactly when the next delayed job comes
+        due or an expired claim becomes reclaimable; ``idle_poll_s`` is only a fallback.
+        """
+        return ClaimIterator(self, _check_worker(worker_id), idle_poll_s)
+
+    def next_claim_at(self) -> int:
+        """Unix time at which a claim could next succeed without new writes (0: none)."""
+        return self.db._read(_ops.queue_next_claim_at, self.name)
+
+    # -- outcomes ----------------------------------------------------------------------
+    def ack(self, job_id: int, worker_id: str) -> bool:
+        """Delete the job iff ``worker_id`` still holds a valid claim on it."""
+        return self.db._write(_ops.ack, int(job_id), _check_worker(worker_id))
+
+    def ack_batch(self, job_ids: Iterable[int], worker_id: str) -> int:
+        """Ack many jobs in one transaction; returns how many were really deleted."""
+        ids = [int(i) for i in job_ids]
+        if not ids:
+            return 0
+        return self.db._write(_ops.ack_batch, json.dumps(ids), _check_worker(worker_id))
+
+    def retry(self, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
+        """Pending again after ``delay_s`` (or dead when the budget is spent); False if lapsed."""
+        return self.db._write(
+            _ops.retry, int(job_id), _check_worker(worker_id), int(delay_s), str(error)
+        )
+
+    def fail(self, job_id: int, worker_id: str, error: str) -> bool:
+        """Dead-letter a held job with ``error``; False if the claim lapsed."""
+        return self.db._write(_ops.fail, int(job_id), _check_worker(worker_id), str(error))
+
+    def heartbeat(self, job_id: int, worker_id: str, extend_s: int | None = None) -> bool:
+        """Extend a still-valid claim to now + ``extend_s`` (default: visibility timeout)."""
+        extend = self.visibility_timeout_s if extend_s is None else int(extend_s)
+        return self.db._write(_ops.heartbeat, int(job_id), _check_worker(worker_id), extend)
+
+    def release(self, job_id: int, worker_id: str) -> bool:
+        """Give a held job back at once (pending, due now, attempt not counted).
+
+        For shutdown paths: the job becomes claimable immediately instead of after the
+        visibility timeout. ``False`` if the claim had already lapsed.
+        """
+        return self.db._write(_ops.release_claim, int(job_id), _check_worker(worker_id))
+
+    def cancel(self, job_id: int) -> bool:
+        """Delete a pending or in-flight job, whoever holds it; idempotent."""
+        return self.db._write(_ops.cancel, int(job_id))
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        """The job's live row as a dict (``payload`` is the raw JSON text), or ``None``."""
+        return self.db._read(_ops.get_job, int(job_id))
+
+    def sweep_expired(self) -> int:
+        """Move this queue's expired pending jobs to ``_honker_dead``; returns the count."""
+        return self.db._write(_ops.sweep_expired, self.name)
+
+    # -- results -----------------------------------------------------------------------
+    def save_result(
+        self, job_id: int, value: Any, ttl: float | None = None, tx: Transaction | None = None
+    ) -> None:
+        """Store a job's result (JSON); ``ttl`` seconds, ``None`` = never expires."""
+        save_result(self.db, job_id, value, ttl, tx)
+
+    def get_result(self, job_id: int) -> tuple[bool, Any]:
+        """``(True, value)`` when a result is stored, else ``(False, None)``."""
+        return get_result(self.db, job_id)
+
+    async def wait_result(self, job_id: int, timeout: float | None = None) -> Any:
+        """Wait (waking on commits) until the job's result is stored; returns the value."""
+        return await wait_result(self.db, job_id, timeout)
+
+    def sweep_results(self) -> int:
+        """Delete expired results (of every queue); returns the count."""
+        return sweep_results(self.db)
+
+    def __repr__(self) -> str:
+        return (
+            f"Queue({self.name!r}, visibility_timeout_s={self.visibility_timeout_s}, "
+            f"max_attempts={self.max_attempts})"
+        )
+
+
+class ClaimIterator:
+    """Async iterator behind ``Queue.claim()``; subscribes to updates when created."""
+
+    def __init__(self, queue: Queue, worker_id: str, idle_poll_s: float | None) -> None:
+        self.queue = queue
+        self.worker_id = worker_id
+        self.idle_poll_s = idle_poll_s
+        self._sub: Subscription = queue.db._subscribe()
+        self._finalizer = weakref.finalize(self, self._sub.close)
+
+    def __aiter__(self) -> ClaimIterator:
+        return self
+
+    async def __anext__(self) -> Job:
+        queue = self.queue
+        sub = self._sub
+        try:
+            while True:
+                jobs = queue.claim_batch(self.worker_id, 1)
+                if jobs:
+                    return jobs[0]
+                timeout = self.idle_poll_s
+                deadline = queue.next_claim_at()
+                if deadline > 0:
+                    until = max(0.0, deadline - time.time())
+                    timeout = until if timeout is None else min(timeout, until)
+                await sub.wait(timeout)
+        except asyncio.CancelledError:
+            self.close()
+            raise
+        except DatabaseClosed:
+            self.close()
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        """Release the update subscription."""
+        self._finalizer()
