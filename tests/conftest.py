@@ -99,6 +99,16 @@ class Child:
             )
         return line
 
+    def drain(self) -> list[str]:
+        """Every stdout line already received (call after the child exited)."""
+        out = []
+        while True:
+            line = self.lines.get(timeout=10)
+            if line is None:
+                self.lines.put(None)
+                return out
+            out.append(line)
+
     def expect(self, expected: str, timeout: float = 30.0) -> None:
         """Skip lines until one equals ``expected``."""
         while True:

@@ -9,19 +9,24 @@ from ._database import Database, Transaction, open
 from ._errors import LeadershipLost, LockHeld, Retryable, UnknownTaskError
 from ._watcher import UpdateEvents
 from .notify import Listener, Notification
+from .outbox import Outbox
 from .queue import Job, Queue
+from .stream import Event, Stream
 
 __version__ = "0.4.0"
 
 __all__ = [
     "Database",
+    "Event",
     "Job",
     "LeadershipLost",
     "Listener",
     "LockHeld",
     "Notification",
+    "Outbox",
     "Queue",
     "Retryable",
+    "Stream",
     "Transaction",
     "UnknownTaskError",
     "UpdateEvents",

@@ -30,7 +30,9 @@ from ._watcher import Subscription, UpdateEvents, UpdateWatcher
 if TYPE_CHECKING:
     from .locks import _Lock
     from .notify import Listener
+    from .outbox import Outbox
     from .queue import Queue
+    from .stream import Stream
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -318,9 +320,9 @@ class Database:
         self.path: str = given
         self._connector = _Connector(given, given, is_uri)
         self._backend = backend
-        self._queues: dict[str, Any] = {}
-        self._streams: dict[str, Any] = {}
-        self._outboxes: dict[str, Any] = {}
+        self._queues: dict[str, Queue] = {}
+        self._streams: dict[str, Stream] = {}
+        self._outboxes: dict[str, Outbox] = {}
         self._jobs_view_ready = False
         self._registry_lock = threading.Lock()
 
@@ -523,7 +525,7 @@ class Database:
             existing = self._queues.get(name)
             if existing is not None:
                 if lookup or (existing.visibility_timeout_s, existing.max_attempts) == (vt, ma):
-                    return existing  # type: ignore[no-any-return]
+                    return existing
                 raise ValueError(
                     f"queue {name!r} already opened with visibility_timeout_s="
                     f"{existing.visibility_timeout_s}, max_attempts={existing.max_attempts}; "
@@ -545,6 +547,50 @@ class Database:
         if not self._read(_schema.jobs_view_current):
             self._write(_schema.install_jobs_view)
         self._jobs_view_ready = True
+
+    def stream(self, name: str) -> Stream:
+        """The (memoized) durable stream called ``name``; no I/O, safe inside a transaction."""
+        from .stream import Stream
+
+        with self._registry_lock:
+            existing = self._streams.get(name)
+            if existing is None:
+                existing = self._streams[name] = Stream(self, name)
+            return existing
+
+    def outbox(
+        self,
+        name: str,
+        delivery: Callable[[Any], Any],
+        max_attempts: int = 5,
+        base_backoff_s: int = 5,
+        visibility_timeout_s: int = 60,
+    ) -> Outbox:
+        """The (memoized) transactional outbox ``name`` delivering with ``delivery``."""
+        from .outbox import Outbox
+
+        if not callable(delivery):
+            raise TypeError(f"delivery must be callable, got {type(delivery).__name__}")
+        options = (int(max_attempts), int(base_backoff_s), int(visibility_timeout_s))
+        with self._registry_lock:
+            existing = self._outboxes.get(name)
+            if existing is not None:
+                have = (
+                    existing.max_attempts,
+                    existing.base_backoff_s,
+                    existing.visibility_timeout_s,
+                )
+                if have != options or existing.delivery is not delivery:
+                    raise ValueError(
+                        f"outbox {name!r} already opened with a different delivery "
+                        f"function or options (max_attempts, base_backoff_s, "
+                        f"visibility_timeout_s) = {have}; requested {options}"
+                    )
+                return existing
+        created = Outbox(self, name, delivery, *options)
+        with self._registry_lock:
+            self._outboxes.setdefault(name, created)
+            return self._outboxes[name]
 
     def lock(self, name: str, ttl: int = 60, owner: str | None = None) -> _Lock:
         """A named advisory lock (context manager); raises ``LockHeld`` if taken."""
