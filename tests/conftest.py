@@ -48,6 +48,7 @@ class Child:
 
         self.proc = subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(code), *args],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -99,6 +100,12 @@ class Child:
             )
         return line
 
+    def send(self, line: str) -> None:
+        """Write one line to the child's stdin."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
     def drain(self) -> list[str]:
         """Every stdout line already received (call after the child exited)."""
         out = []
@@ -130,7 +137,7 @@ class Child:
     def _close_pipes(self) -> None:
         for pump in self._pumps:
             pump.join(timeout=10)
-        for stream in (self.proc.stdout, self.proc.stderr):
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None and not stream.closed:
                 stream.close()
 

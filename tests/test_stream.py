@@ -179,6 +179,7 @@ async def main():
     s = db.stream("crash")
     async for event in s.subscribe(consumer="c", save_every_n=50, save_every_s=0):
         print(event.offset, flush=True)
+        sys.stdin.readline()  # the test paces the consumer, so it can kill it mid-stream
 
 asyncio.run(main())
 """
@@ -196,7 +197,10 @@ def test_consumer_sigkilled_five_times_covers_every_offset(
     for kill_after in (400, 700, 900, 1100, 1300):
         child = Child(CONSUMER, db_path)
         children.append(child)
-        got = [int(child.readline()) for _ in range(kill_after)]
+        got = []
+        for _ in range(kill_after):
+            got.append(int(child.readline()))
+            child.send("next")
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         got.extend(int(line) for line in child.drain())  # printed before the kill
@@ -206,6 +210,7 @@ def test_consumer_sigkilled_five_times_covers_every_offset(
     tail: list[int] = []
     while not tail or tail[-1] != all_offsets[-1]:
         tail.append(int(final.readline()))
+        final.send("next")
     runs.append(tail)
     for run in runs:
         assert run == sorted(set(run)), "offsets must strictly increase within a run"
