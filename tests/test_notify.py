@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 
 import honker
-from conftest import Child
+from helpers import Child
 
 LISTENER_CHILD = """
 import asyncio, json, sys

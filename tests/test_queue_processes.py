@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import honker
-from conftest import Child
+from helpers import Child
 
 DRAIN_WORKER = """
 import asyncio, json, sys

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import honker
-from conftest import Child
+from helpers import Child
 
 EXPECTED_COLUMNS = {
     "_honker_live": [

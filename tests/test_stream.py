@@ -10,7 +10,7 @@ import signal
 import pytest
 
 import honker
-from conftest import Child
+from helpers import Child
 
 
 async def take(

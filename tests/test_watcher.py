@@ -12,7 +12,7 @@ import time
 import pytest
 
 import honker
-from conftest import Child
+from helpers import Child
 
 WRITER_CHILD = """
 import sys, time
@@ -42,7 +42,7 @@ async def test_update_events_wake_on_other_process_commit(
     import subprocess
     import sys
 
-    from conftest import python_env
+    from helpers import python_env
 
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER_CHILD, db_path],
