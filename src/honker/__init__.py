@@ -11,11 +11,13 @@ from ._watcher import UpdateEvents
 from .notify import Listener, Notification
 from .outbox import Outbox
 from .queue import Job, Queue
+from .scheduler import CronSchedule, Scheduler, crontab, every_s
 from .stream import Event, Stream
 
 __version__ = "0.4.0"
 
 __all__ = [
+    "CronSchedule",
     "Database",
     "Event",
     "Job",
@@ -26,9 +28,12 @@ __all__ = [
     "Outbox",
     "Queue",
     "Retryable",
+    "Scheduler",
     "Stream",
     "Transaction",
     "UnknownTaskError",
     "UpdateEvents",
+    "crontab",
+    "every_s",
     "open",
 ]

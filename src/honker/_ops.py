@@ -398,6 +398,12 @@ def lock_acquire(conn: sqlite3.Connection, name: str, owner: str, ttl_s: int) ->
     return row is not None and row[0] == owner
 
 
+def lock_expires_at(conn: sqlite3.Connection, name: str) -> int | None:
+    """Expiry (unix s) of the named lock's current row, or None when nobody holds it."""
+    row = conn.execute("SELECT expires_at FROM _honker_locks WHERE name = ?", (name,)).fetchone()
+    return None if row is None else int(row[0])
+
+
 def lock_renew(conn: sqlite3.Connection, name: str, owner: str, ttl_s: int) -> bool:
     """Push the lock's expiry to now + ``ttl_s`` if ``owner`` still has the row."""
     if ttl_s <= 0:

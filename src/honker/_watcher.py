@@ -134,13 +134,18 @@ class Subscription:
         handle = None if timeout is None else loop.call_later(timeout, _resolve, fut, False)
         try:
             woke = await fut
+        except BaseException:
+            # Cancelled: a wake that raced in stays buffered for the next wait.
+            with self._lock:
+                self._waiter = None
+            raise
         finally:
             if handle is not None:
                 handle.cancel()
-            with self._lock:
-                self._waiter = None
-                pending = self._pending
-                self._pending = False
+        with self._lock:
+            self._waiter = None
+            pending = self._pending
+            self._pending = False
         self._check()
         return woke or pending
 
