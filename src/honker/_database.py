@@ -25,7 +25,7 @@ from ._errors import (
     translate,
 )
 from ._json import dumps
-from ._watcher import Subscription, UpdateEvents, UpdateWatcher
+from ._watcher import Subscription, UpdateEvents, UpdateWatcher, create_watcher
 
 if TYPE_CHECKING:
     from .locks import _Lock
@@ -312,11 +312,6 @@ class Database:
                 raise ValueError(
                     f"watcher poll interval must be positive, got {watcher_poll_interval_ms!r}"
                 )
-        if backend != "polling":
-            raise ValueError(
-                f"watcher_backend {watcher_backend!r} requires the {backend} watcher, "
-                "which is not available in this build"
-            )
         self.path: str = given
         self._connector = _Connector(given, given, is_uri)
         self._backend = backend
@@ -333,11 +328,19 @@ class Database:
         except BaseException:
             writer_conn.close()
             raise
+        try:
+            watcher = create_watcher(
+                backend,
+                watcher_backend,
+                fs_path,
+                self._connector.connect_watcher,
+                interval_ms / 1000.0,
+            )
+        except BaseException:
+            writer_conn.close()
+            raise
         self._writer = _Writer(writer_conn)
         readers = _ReaderPool(self._connector.connect, max_readers)
-        watcher = UpdateWatcher(
-            fs_path, self._connector.connect_watcher, poll_interval_s=interval_ms / 1000.0
-        )
         self._res = _Resources(self._writer, readers, watcher)
         self._readers = readers
         self._watcher = watcher

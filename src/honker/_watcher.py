@@ -406,3 +406,25 @@ class UpdateEvents:
 
     def __repr__(self) -> str:
         return f"UpdateEvents(path={self._path!r})"
+
+
+def create_watcher(
+    backend: str,
+    requested: str | None,
+    path: str,
+    connect: Callable[[], sqlite3.Connection],
+    poll_interval_s: float,
+) -> UpdateWatcher:
+    """Build the update watcher for ``backend`` ("polling", "kernel" or "shm").
+
+    ``requested`` is the spelling the caller used (for messages). Called by ``open()``
+    after the writer connection exists, so a backend can probe the file (journal mode,
+    sidecar files) and refuse with ``ValueError`` ("requires the ...") or fail with
+    ``RuntimeError`` ("watcher_backend probe failed: ...") instead of silently polling.
+    """
+    if backend == "polling":
+        return UpdateWatcher(path, connect, poll_interval_s=poll_interval_s)
+    raise ValueError(
+        f"watcher_backend {requested!r} requires the {backend} watcher, "
+        "which is not available in this build"
+    )
