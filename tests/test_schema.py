@@ -82,6 +82,16 @@ EXPECTED_COLUMNS = {
     ],
 }
 
+# Extra state of this library, in extra _honker_ tables (other bindings ignore them).
+EXTRA_TABLES = {
+    "_honker_stats": [
+        ("queue", "TEXT", 1, None, 1),
+        ("bucket", "INTEGER", 1, None, 2),
+        ("done", "INTEGER", 1, "0", 0),
+        ("dead", "INTEGER", 1, "0", 0),
+    ],
+}
+
 EXPECTED_INDEXES = {
     "_honker_live_claim": (
         "_honker_live",
@@ -132,7 +142,7 @@ def describe(path: str) -> tuple[dict[str, list[tuple[object, ...]]], dict[str, 
 
 def test_fresh_open_has_exactly_the_shared_format(db: honker.Database, db_path: str) -> None:
     tables, extra = describe(db_path)
-    assert tables == EXPECTED_COLUMNS
+    assert tables == EXPECTED_COLUMNS | EXTRA_TABLES
     assert extra["indexes"] == EXPECTED_INDEXES
     assert extra["autoincrement"] == {"_honker_live", "_honker_notifications", "_honker_stream"}
 
@@ -144,7 +154,7 @@ def test_bootstrap_is_idempotent(db: honker.Database, db_path: str) -> None:
         assert tx.query("SELECT honker_bootstrap() AS ok") == [{"ok": 1}]
     honker.open(db_path).close()
     tables, extra = describe(db_path)
-    assert tables == EXPECTED_COLUMNS
+    assert tables == EXPECTED_COLUMNS | EXTRA_TABLES
     assert extra["indexes"] == EXPECTED_INDEXES
 
 
@@ -204,7 +214,7 @@ def test_processes_bootstrapping_one_new_file_at_once(tmp_path: Path) -> None:
             kid.expect("OK")
             assert kid.wait() == 0, kid.stderr
         tables, extra = describe(path)
-        assert tables == EXPECTED_COLUMNS
+        assert tables == EXPECTED_COLUMNS | EXTRA_TABLES
         assert extra["indexes"] == EXPECTED_INDEXES
         conn = sqlite3.connect(path)
         assert conn.execute("SELECT COUNT(*) FROM _honker_live").fetchone()[0] == 4

@@ -595,6 +595,23 @@ class Database:
             self._outboxes.setdefault(name, created)
             return self._outboxes[name]
 
+    # -- inspection ----------------------------------------------------------------------
+    def queue_names(self) -> list[str]:
+        """Names of every queue with live or dead jobs (or recent activity)."""
+        return self._read(_ops.queue_names)
+
+    def streams_info(self) -> list[dict[str, Any]]:
+        """Each stream topic with its size, and each consumer's offset and lag."""
+        return self._read(_ops.streams_info)
+
+    def locks_info(self) -> list[dict[str, Any]]:
+        """Named locks currently held: name, owner, expiry and seconds left."""
+        return self._read(_ops.locks_info)
+
+    def notifications_count(self) -> int:
+        """Rows in the notifications table (prune with :meth:`prune_notifications`)."""
+        return self._read(_ops.notifications_count)
+
     def lock(self, name: str, ttl: int = 60, owner: str | None = None) -> _Lock:
         """A named advisory lock (context manager); raises ``LockHeld`` if taken."""
         from .locks import _Lock

@@ -17,6 +17,7 @@ Conventions:
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -198,7 +199,7 @@ def claim_batch(
 def _move_ids_to_dead(
     conn: sqlite3.Connection, ids: Sequence[int], error: str, attempts_delta: int = 0
 ) -> int:
-    moved = 0
+    moved = []
     for job_id in ids:
         row = conn.execute(
             f"DELETE FROM _honker_live WHERE id = ? {_DEAD_RETURNING}", (job_id,)
@@ -206,8 +207,9 @@ def _move_ids_to_dead(
         if row is None:
             continue
         conn.execute(_DEAD_INSERT, (*row[:6], row[6] + attempts_delta, error, row[7]))
-        moved += 1
-    return moved
+        moved.append(row)
+    _count_rows(conn, moved, "dead", queue_column=1)
+    return len(moved)
 
 
 def _move_to_dead(conn: sqlite3.Connection, where: str, params: Sequence[Any], error: str) -> int:
@@ -216,7 +218,51 @@ def _move_to_dead(conn: sqlite3.Connection, where: str, params: Sequence[Any], e
     ).fetchall()
     if rows:
         conn.executemany(_DEAD_INSERT, [(*r[:7], error, r[7]) for r in rows])
+        _count_rows(conn, rows, "dead", queue_column=1)
     return len(rows)
+
+
+# -- outcome counters (extra table _honker_stats; not part of the shared contract) ----
+
+STATS_BUCKET_S = 10
+STATS_KEEP_S = 86400
+_stats_pruned_at = 0.0
+
+
+def count_outcome(conn: sqlite3.Connection, queue: str, outcome: str, n: int) -> None:
+    """Add ``n`` to this queue's ``done`` or ``dead`` counter for the current 10 s bucket.
+
+    Feeds "jobs done in the last minute" on the dashboard. Counting happens in the same
+    transaction as the ack or dead-letter move, so a rolled-back ack is never counted.
+    """
+    global _stats_pruned_at
+    column = "done" if outcome == "done" else "dead"
+    conn.execute(
+        f"INSERT INTO _honker_stats (queue, bucket, {column}) "
+        f"VALUES (?, unixepoch() / {STATS_BUCKET_S} * {STATS_BUCKET_S}, ?) "
+        f"ON CONFLICT(queue, bucket) DO UPDATE SET {column} = {column} + excluded.{column}",
+        (queue, n),
+    )
+    now = time.monotonic()
+    if now - _stats_pruned_at > 600:
+        _stats_pruned_at = now
+        conn.execute("DELETE FROM _honker_stats WHERE bucket < unixepoch() - ?", (STATS_KEEP_S,))
+
+
+def _count_rows(
+    conn: sqlite3.Connection, rows: Sequence[Row], outcome: str, queue_column: int = 0
+) -> None:
+    if not rows:
+        return
+    if len(rows) == 1:
+        count_outcome(conn, rows[0][queue_column], outcome, 1)
+        return
+    per_queue: dict[str, int] = {}
+    for row in rows:
+        name = row[queue_column]
+        per_queue[name] = per_queue.get(name, 0) + 1
+    for name, n in per_queue.items():
+        count_outcome(conn, name, outcome, n)
 
 
 # -- jobs: outcomes --------------------------------------------------------------------
@@ -226,17 +272,25 @@ _HELD = "id = ? AND worker_id = ? AND state = 'processing' AND claim_expires_at 
 
 def ack(conn: sqlite3.Connection, job_id: int, worker_id: str) -> bool:
     """Delete the job iff ``worker_id`` still holds a valid claim on it."""
-    return conn.execute(f"DELETE FROM _honker_live WHERE {_HELD}", (job_id, worker_id)).rowcount > 0
+    row = conn.execute(
+        f"DELETE FROM _honker_live WHERE {_HELD} RETURNING queue", (job_id, worker_id)
+    ).fetchone()
+    if row is None:
+        return False
+    count_outcome(conn, row[0], "done", 1)
+    return True
 
 
 def ack_batch(conn: sqlite3.Connection, ids_json: str, worker_id: str) -> int:
     """Delete every job in the JSON id array still validly held by ``worker_id``."""
-    cur = conn.execute(
+    rows = conn.execute(
         "DELETE FROM _honker_live WHERE id IN (SELECT value FROM json_each(?)) "
-        "AND worker_id = ? AND state = 'processing' AND claim_expires_at >= unixepoch()",
+        "AND worker_id = ? AND state = 'processing' AND claim_expires_at >= unixepoch() "
+        "RETURNING queue",
         (ids_json, worker_id),
-    )
-    return cur.rowcount
+    ).fetchall()
+    _count_rows(conn, rows, "done")
+    return len(rows)
 
 
 def retry(conn: sqlite3.Connection, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
@@ -658,3 +712,206 @@ def scheduler_update(
         f"UPDATE _honker_scheduler_tasks SET {', '.join(sets)} WHERE name = ?", (*params, name)
     )
     return cur.rowcount > 0
+
+
+# -- inspection and operator actions (dashboard, CLI) ---------------------------------
+
+JOB_DETAIL_COLUMNS = (
+    "id",
+    "queue",
+    "payload",
+    "state",
+    "priority",
+    "run_at",
+    "worker_id",
+    "claim_expires_at",
+    "attempts",
+    "max_attempts",
+    "created_at",
+    "expires_at",
+    "last_error",
+    "died_at",
+)
+
+_LIVE_DETAIL = (
+    "SELECT id, queue, payload, CASE WHEN state = 'pending' AND run_at > unixepoch() "
+    "THEN 'delayed' ELSE state END AS state, priority, run_at, worker_id, claim_expires_at, "
+    "attempts, max_attempts, created_at, expires_at, NULL AS last_error, NULL AS died_at "
+    "FROM _honker_live"
+)
+_DEAD_DETAIL = (
+    "SELECT id, queue, payload, 'dead' AS state, priority, run_at, NULL AS worker_id, "
+    "NULL AS claim_expires_at, attempts, max_attempts, created_at, NULL AS expires_at, "
+    "last_error, died_at FROM _honker_dead"
+)
+
+JOB_STATES = ("pending", "delayed", "processing", "dead")
+
+
+def queue_names(conn: sqlite3.Connection) -> list[str]:
+    """Every queue name that has live or dead jobs or recent outcome counters."""
+    rows = conn.execute(
+        "SELECT DISTINCT queue FROM _honker_live UNION SELECT DISTINCT queue FROM _honker_dead "
+        "UNION SELECT DISTINCT queue FROM _honker_stats ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def queue_stats(conn: sqlite3.Connection, queue: str) -> dict[str, int | None]:
+    """Counts by state, age of the oldest due job and outcomes in the last minute."""
+    row = conn.execute(
+        "SELECT "
+        " SUM(state = 'pending' AND run_at <= unixepoch()"
+        "     AND (expires_at IS NULL OR expires_at > unixepoch())),"
+        " SUM(state = 'pending' AND run_at > unixepoch()),"
+        " SUM(state = 'pending' AND expires_at IS NOT NULL AND expires_at <= unixepoch()),"
+        " SUM(state = 'processing'),"
+        " MIN(CASE WHEN state = 'pending' AND run_at <= unixepoch() THEN run_at END),"
+        " unixepoch() "
+        "FROM _honker_live WHERE queue = ?",
+        (queue,),
+    ).fetchone()
+    dead = conn.execute("SELECT COUNT(*) FROM _honker_dead WHERE queue = ?", (queue,)).fetchone()
+    recent = conn.execute(
+        "SELECT COALESCE(SUM(done), 0), COALESCE(SUM(dead), 0) FROM _honker_stats "
+        "WHERE queue = ? AND bucket > unixepoch() - 60",
+        (queue,),
+    ).fetchone()
+    oldest, now = row[4], row[5]
+    return {
+        "pending": int(row[0] or 0),
+        "delayed": int(row[1] or 0),
+        "expired": int(row[2] or 0),
+        "processing": int(row[3] or 0),
+        "dead": int(dead[0]),
+        "oldest_pending_age_s": None if oldest is None else max(0, now - oldest),
+        "done_last_minute": int(recent[0]),
+        "dead_last_minute": int(recent[1]),
+    }
+
+
+def _jobs_query(queue: str, state: str | None, search: str | None) -> tuple[str, list[Any]]:
+    if state is not None and state not in JOB_STATES:
+        raise ValueError(f"unknown job state {state!r}; expected one of {JOB_STATES}")
+    params: list[Any] = []
+    match = ""
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        match = " AND payload LIKE ? ESCAPE '\\'"
+    if state == "dead":
+        sql = f"{_DEAD_DETAIL} WHERE queue = ?{match}"
+        params = [queue]
+    elif state in ("pending", "delayed", "processing"):
+        cond = {
+            "pending": "state = 'pending' AND run_at <= unixepoch()",
+            "delayed": "state = 'pending' AND run_at > unixepoch()",
+            "processing": "state = 'processing'",
+        }[state]
+        sql = f"{_LIVE_DETAIL} WHERE queue = ? AND {cond}{match}"
+        params = [queue]
+    else:
+        sql = (
+            f"{_LIVE_DETAIL} WHERE queue = ?{match} UNION ALL {_DEAD_DETAIL} WHERE queue = ?{match}"
+        )
+        params = [queue, queue]
+    if search:
+        like = f"%{escaped}%"
+        params = [queue, like] if len(params) == 1 else [queue, like, queue, like]
+    return sql, params
+
+
+def list_jobs(
+    conn: sqlite3.Connection,
+    queue: str,
+    state: str | None,
+    search: str | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    """Jobs of ``queue`` (live and dead), newest first, filtered by state and payload text."""
+    sql, params = _jobs_query(queue, state, search)
+    rows = conn.execute(
+        f"SELECT * FROM ({sql}) ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset)
+    ).fetchall()
+    return [dict(zip(JOB_DETAIL_COLUMNS, r, strict=True)) for r in rows]
+
+
+def count_jobs(conn: sqlite3.Connection, queue: str, state: str | None, search: str | None) -> int:
+    """How many jobs :func:`list_jobs` would return without paging."""
+    sql, params = _jobs_query(queue, state, search)
+    return int(conn.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0])
+
+
+def find_job(conn: sqlite3.Connection, job_id: int) -> dict[str, Any] | None:
+    """A job by id, live or dead, with every column (``state`` may be 'delayed'/'dead')."""
+    for sql in (_LIVE_DETAIL, _DEAD_DETAIL):
+        row = conn.execute(f"{sql} WHERE id = ?", (job_id,)).fetchone()
+        if row is not None:
+            return dict(zip(JOB_DETAIL_COLUMNS, row, strict=True))
+    return None
+
+
+def dead_requeue(conn: sqlite3.Connection, queue: str, job_id: int | None) -> int:
+    """Move dead jobs of ``queue`` (one, or all) back to pending with a fresh attempt budget.
+
+    The job keeps its id, payload, priority and budget; it is due at once.
+    """
+    where = "queue = ?" if job_id is None else "queue = ? AND id = ?"
+    params: tuple[Any, ...] = (queue,) if job_id is None else (queue, job_id)
+    rows = conn.execute(
+        f"DELETE FROM _honker_dead WHERE {where} "
+        "RETURNING id, queue, payload, priority, max_attempts, created_at",
+        params,
+    ).fetchall()
+    conn.executemany(
+        "INSERT INTO _honker_live (id, queue, payload, priority, max_attempts, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    return len(rows)
+
+
+def dead_discard(conn: sqlite3.Connection, queue: str, job_id: int | None) -> int:
+    """Delete dead jobs of ``queue`` (one, or all)."""
+    if job_id is None:
+        return conn.execute("DELETE FROM _honker_dead WHERE queue = ?", (queue,)).rowcount
+    return conn.execute(
+        "DELETE FROM _honker_dead WHERE queue = ? AND id = ?", (queue, job_id)
+    ).rowcount
+
+
+def streams_info(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Each topic with its event count and last offset, and each consumer's offset and lag."""
+    topics = conn.execute(
+        'SELECT topic, COUNT(*), MAX("offset") FROM _honker_stream GROUP BY topic ORDER BY topic'
+    ).fetchall()
+    consumers = conn.execute(
+        'SELECT topic, name, "offset" FROM _honker_stream_consumers ORDER BY topic, name'
+    ).fetchall()
+    by_topic: dict[str, dict[str, Any]] = {
+        t: {"topic": t, "events": n, "last_offset": last, "consumers": []} for t, n, last in topics
+    }
+    for topic, name, offset in consumers:
+        info = by_topic.setdefault(
+            topic, {"topic": topic, "events": 0, "last_offset": 0, "consumers": []}
+        )
+        lag = conn.execute(
+            'SELECT COUNT(*) FROM _honker_stream WHERE topic = ? AND "offset" > ?',
+            (topic, offset),
+        ).fetchone()[0]
+        info["consumers"].append({"name": name, "offset": offset, "lag": int(lag)})
+    return [by_topic[t] for t in sorted(by_topic)]
+
+
+def locks_info(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Named locks currently held (unexpired), with owner and seconds left."""
+    rows = conn.execute(
+        "SELECT name, owner, expires_at, expires_at - unixepoch() FROM _honker_locks "
+        "WHERE expires_at > unixepoch() ORDER BY name"
+    ).fetchall()
+    return [{"name": n, "owner": o, "expires_at": e, "ttl_left_s": left} for n, o, e, left in rows]
+
+
+def notifications_count(conn: sqlite3.Connection) -> int:
+    """Rows in ``_honker_notifications`` (never pruned automatically)."""
+    return int(conn.execute("SELECT COUNT(*) FROM _honker_notifications").fetchone()[0])

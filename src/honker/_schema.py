@@ -104,6 +104,17 @@ BOOTSTRAP_DDL: tuple[str, ...] = (
     )""",
 )
 
+# Extra state of this library (not part of the shared contract; other bindings ignore it).
+EXTRA_DDL: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS _honker_stats (
+      queue TEXT NOT NULL,
+      bucket INTEGER NOT NULL,
+      done INTEGER NOT NULL DEFAULT 0,
+      dead INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY (queue, bucket)
+    ) WITHOUT ROWID""",
+)
+
 # Columns that older files may lack on _honker_scheduler_tasks (SCHEMA.md §3.2).
 SCHEDULER_MIGRATIONS: tuple[tuple[str, str], ...] = (
     (
@@ -164,6 +175,7 @@ _EXPECTED_OBJECTS = frozenset(
         "_honker_stream",
         "_honker_stream_topic",
         "_honker_stream_consumers",
+        "_honker_stats",
     }
 )
 
@@ -177,6 +189,8 @@ def create_notifications(conn: sqlite3.Connection) -> None:
 def bootstrap(conn: sqlite3.Connection) -> None:
     """Create every bootstrap table and index, then apply migrations (caller's transaction)."""
     for stmt in BOOTSTRAP_DDL:
+        conn.execute(stmt)
+    for stmt in EXTRA_DDL:
         conn.execute(stmt)
     migrate(conn)
 

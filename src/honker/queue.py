@@ -281,6 +281,42 @@ class Queue:
         """Delete expired results (of every queue); returns the count."""
         return sweep_results(self.db)
 
+    # -- inspection and operator actions ------------------------------------------------
+    def stats(self) -> dict[str, int | None]:
+        """Counts for dashboards: ``pending`` (due), ``delayed``, ``expired``, ``processing``,
+        ``dead``, ``oldest_pending_age_s``, ``done_last_minute`` and ``dead_last_minute``."""
+        return self.db._read(_ops.queue_stats, self.name)
+
+    def list_jobs(
+        self,
+        state: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Live and dead jobs, newest first; ``state`` is one of pending, delayed,
+        processing, dead (``None``: all); ``search`` matches payload text."""
+        return self.db._read(
+            _ops.list_jobs, self.name, state, search, max(0, int(limit)), max(0, int(offset))
+        )
+
+    def count_jobs(self, state: str | None = None, search: str | None = None) -> int:
+        """Number of jobs :meth:`list_jobs` would page through."""
+        return self.db._read(_ops.count_jobs, self.name, state, search)
+
+    def find_job(self, job_id: int) -> dict[str, Any] | None:
+        """A job of this queue by id, live or dead, with its last error and timestamps."""
+        job = self.db._read(_ops.find_job, int(job_id))
+        return job if job is not None and job["queue"] == self.name else None
+
+    def retry_dead(self, job_id: int | None = None) -> int:
+        """Put one dead job (or all of this queue's) back to pending with a fresh budget."""
+        return self.db._write(_ops.dead_requeue, self.name, None if job_id is None else int(job_id))
+
+    def discard_dead(self, job_id: int | None = None) -> int:
+        """Delete one dead job (or all of this queue's dead jobs)."""
+        return self.db._write(_ops.dead_discard, self.name, None if job_id is None else int(job_id))
+
     def __repr__(self) -> str:
         return (
             f"Queue({self.name!r}, visibility_timeout_s={self.visibility_timeout_s}, "
