@@ -7,16 +7,19 @@ process wake within about a millisecond of the commit.
 
 from ._database import Database, Transaction, open
 from ._errors import LeadershipLost, LockHeld, Retryable, UnknownTaskError
+from ._extension import EXTENSION_ENTRYPOINT, extension_info, load_extension
 from ._watcher import UpdateEvents
 from .notify import Listener, Notification
 from .outbox import Outbox
 from .queue import Job, Queue
 from .scheduler import CronSchedule, Scheduler, crontab, every_s
 from .stream import Event, Stream
+from .tasks import TaskResult, registry, run_workers
 
 __version__ = "0.4.0"
 
 __all__ = [
+    "EXTENSION_ENTRYPOINT",
     "CronSchedule",
     "Database",
     "Event",
@@ -30,10 +33,16 @@ __all__ = [
     "Retryable",
     "Scheduler",
     "Stream",
-    "Transaction",
+    "TaskResult",
     "UnknownTaskError",
-    "UpdateEvents",
     "crontab",
     "every_s",
+    "extension_info",
+    "load_extension",
     "open",
+    "registry",
+    "run_workers",
 ]
+
+# Also importable (not in __all__, like the reference): Transaction, UpdateEvents.
+_ = (Transaction, UpdateEvents)

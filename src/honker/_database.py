@@ -595,6 +595,34 @@ class Database:
             self._outboxes.setdefault(name, created)
             return self._outboxes[name]
 
+    # -- tasks ---------------------------------------------------------------------------
+    def task(self, queue: str = "default", **options: Any) -> Any:
+        """``db.queue(queue).task(**options)``: note the first argument is the queue name."""
+        return self.queue(queue).task(**options)
+
+    def periodic_task(self, schedule: Any, queue: str = "default", **options: Any) -> Any:
+        """``db.queue(queue).periodic_task(schedule, **options)``."""
+        return self.queue(queue).periodic_task(schedule, **options)
+
+    async def run_workers(
+        self,
+        queue: str | None = None,
+        concurrency: int | None = None,
+        stop_event: Any = None,
+        *,
+        grace_period_s: float = 30.0,
+    ) -> None:
+        """Run registered tasks until ``stop_event`` is set (``honker.run_workers``)."""
+        from .tasks import run_workers
+
+        await run_workers(
+            self,
+            queue=queue,
+            concurrency=concurrency,
+            stop_event=stop_event,
+            grace_period_s=grace_period_s,
+        )
+
     # -- inspection ----------------------------------------------------------------------
     def queue_names(self) -> list[str]:
         """Names of every queue with live or dead jobs (or recent activity)."""

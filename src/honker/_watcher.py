@@ -25,6 +25,7 @@ process's POSIX locks on it, which would silently break SQLite's locking.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -428,3 +429,27 @@ def create_watcher(
         f"watcher_backend {requested!r} requires the {backend} watcher, "
         "which is not available in this build"
     )
+
+
+async def wait_any(
+    sub: Subscription, stop: asyncio.Event, other: asyncio.Event | None, timeout: float | None
+) -> None:
+    """Wait for a database update on ``sub``, ``stop``, ``other`` or ``timeout`` seconds.
+
+    A wake that arrives while this is being cancelled stays buffered in ``sub``.
+    """
+    if stop.is_set() or (other is not None and other.is_set()):
+        return
+    waiters = [asyncio.ensure_future(sub.wait(timeout)), asyncio.ensure_future(stop.wait())]
+    if other is not None:
+        waiters.append(asyncio.ensure_future(other.wait()))
+    try:
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # surfaces "update watcher died"
+    finally:
+        for task in waiters:
+            task.cancel()
+        for task in waiters:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -117,9 +117,9 @@ class Job:
             self._decoded = True
         return self._payload
 
-    def ack(self) -> bool:
-        """Delete the job: done. ``False`` if the claim lapsed."""
-        return self.queue.ack(self.id, self.worker_id)
+    def ack(self, tx: Transaction | None = None) -> bool:
+        """Delete the job: done. ``False`` if the claim lapsed. ``tx=`` joins a transaction."""
+        return self.queue.ack(self.id, self.worker_id, tx=tx)
 
     def retry(self, delay_s: int = 60, error: str = "") -> bool:
         """Back to pending after ``delay_s`` seconds (dead-lettered when the budget is spent)."""
@@ -216,9 +216,13 @@ class Queue:
         return self.db._read(_ops.queue_next_claim_at, self.name)
 
     # -- outcomes ----------------------------------------------------------------------
-    def ack(self, job_id: int, worker_id: str) -> bool:
-        """Delete the job iff ``worker_id`` still holds a valid claim on it."""
-        return self.db._write(_ops.ack, int(job_id), _check_worker(worker_id))
+    def ack(self, job_id: int, worker_id: str, tx: Transaction | None = None) -> bool:
+        """Delete the job iff ``worker_id`` still holds a valid claim on it.
+
+        With ``tx=`` the ack commits with the caller's writes (e.g. the job's side effects
+        in the same database): exactly-once processing for work that stays in the file.
+        """
+        return self.db._in_tx(tx, _ops.ack, int(job_id), _check_worker(worker_id))
 
     def ack_batch(self, job_ids: Iterable[int], worker_id: str) -> int:
         """Ack many jobs in one transaction; returns how many were really deleted."""
@@ -280,6 +284,24 @@ class Queue:
     def sweep_results(self) -> int:
         """Delete expired results (of every queue); returns the count."""
         return sweep_results(self.db)
+
+    # -- decorators --------------------------------------------------------------------
+    def task(self, name: Any = None, **options: Any) -> Any:
+        """Decorator: calling the function enqueues it here and returns a ``TaskResult``.
+
+        Options: ``retries`` (default: the queue's max_attempts), ``retry_delay_s`` (60),
+        ``backoff`` (1.0: constant delay), ``timeout_s``, ``priority``, ``expires_s``,
+        ``store_result`` (True), ``result_ttl_s`` (3600). Usable bare (``@queue.task``).
+        """
+        from .tasks import task_decorator
+
+        return task_decorator(self, name, **options)
+
+    def periodic_task(self, schedule: Any, **options: Any) -> Any:
+        """Decorator registering a task plus a schedule that enqueues it (no arguments)."""
+        from .tasks import periodic_task_decorator
+
+        return periodic_task_decorator(self, schedule, **options)
 
     # -- inspection and operator actions ------------------------------------------------
     def stats(self) -> dict[str, int | None]:

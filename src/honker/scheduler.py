@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import _ops, cron
 from ._errors import LeadershipLost, LockHeld
 from ._json import dumps
+from ._watcher import wait_any
 
 if TYPE_CHECKING:
     from ._database import Database
@@ -280,7 +281,7 @@ class Scheduler:
                 raise LockHeld(f"lock {self.lock_name!r} is already held")
             expires_at = self.db._read(_ops.lock_expires_at, self.lock_name)
             wait = float(self.lock_ttl) if expires_at is None else expires_at - time.time()
-            await _wait_any(sub, stop, None, max(MIN_SLEEP_S, min(wait, float(self.lock_ttl))))
+            await wait_any(sub, stop, None, max(MIN_SLEEP_S, min(wait, float(self.lock_ttl))))
         return False
 
     async def _lead(
@@ -307,7 +308,7 @@ class Scheduler:
                 delay = float(self.heartbeat_interval)
             else:
                 delay = max(MIN_SLEEP_S, soonest - time.time())
-            await _wait_any(sub, stop, lost, delay)
+            await wait_any(sub, stop, lost, delay)
 
     async def _heartbeat(self, lock: _Lock, lost: asyncio.Event) -> None:
         while True:
@@ -328,22 +329,3 @@ def _tick_as_leader(conn: Any, lock_name: str, owner: str, ttl: int, now: int) -
         return False, 0
     _ops.scheduler_tick(conn, now)
     return True, _ops.scheduler_soonest(conn)
-
-
-async def _wait_any(
-    sub: Subscription, stop: asyncio.Event, lost: asyncio.Event | None, timeout: float
-) -> None:
-    """Wait for a database update, ``stop``, ``lost`` or ``timeout`` seconds."""
-    waiters = [asyncio.ensure_future(sub.wait(timeout)), asyncio.ensure_future(stop.wait())]
-    if lost is not None:
-        waiters.append(asyncio.ensure_future(lost.wait()))
-    try:
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()  # surfaces "update watcher died"
-    finally:
-        for task in waiters:
-            task.cancel()
-        for task in waiters:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

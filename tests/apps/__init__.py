@@ -1,0 +1,1 @@
+"""Small applications used by process tests (imported by `python -m honker worker`)."""
