@@ -670,3 +670,23 @@ def test_utc_has_no_dst(utc: None) -> None:
     t = NY_SPRING_2025
     assert next_after_unix("30 2 * * *", u(2025, 3, 9)) == u(2025, 3, 9, 2, 30)
     assert chain("0 * * * *", t - 1, 3) == [t, t + 3600, t + 7200]
+
+
+def test_explicit_time_zone_matches_process_tz(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tz=ZoneInfo(...)`` gives exactly what running under ``TZ=...`` gives, DST included."""
+    import random
+    import time as _time
+    from zoneinfo import ZoneInfo
+
+    rng = random.Random(7)
+    exprs = ["0 9 * * 1-5", "30 2 * * *", "*/20 1-3 * * *", "0 0 29 2 *", "15 1 * 3,10,11 0"]
+    starts = [rng.randrange(1_700_000_000, 1_800_000_000) for _ in range(40)]
+    starts += [1741499000, 1741500000, 1762063000, 1762066800, 1742691600, 1761440000]
+    for zone in ("America/New_York", "Europe/London", "Asia/Kolkata"):
+        with monkeypatch.context() as m:
+            m.setenv("TZ", zone)
+            _time.tzset()
+            expected = {(e, t): cron.next_after_unix(e, t) for e in exprs for t in starts}
+        _time.tzset()
+        for (e, t), want in expected.items():
+            assert cron.next_after_unix(e, t, ZoneInfo(zone)) == want, (zone, e, t)

@@ -338,3 +338,39 @@ def test_pause_resume_update_from_another_process(
         pass
     time.sleep(2)
     assert q.claim_one("w") is None  # the new schedule took effect without a restart
+
+
+def test_schedules_with_their_own_time_zone(db: honker.Database) -> None:
+    from zoneinfo import ZoneInfo
+
+    from honker import cron
+
+    s = Scheduler(db)
+    with pytest.raises(ValueError, match="unknown time zone"):
+        s.add(name="bad", queue="q", schedule="0 9 * * *", tz="Mars/Olympus")
+    assert s.list() == []
+    s.add(name="tokyo", queue="q", schedule="0 9 * * *", tz="Asia/Tokyo")
+    s.add(name="local", queue="q", schedule="0 9 * * *")
+    rows = {r["name"]: r for r in s.list()}
+    assert rows["tokyo"]["tz"] == "Asia/Tokyo" and "tz" not in rows["local"]
+    now = int(time.time())
+    tokyo_next = cron.next_after_unix("0 9 * * *", now, ZoneInfo("Asia/Tokyo"))
+    assert abs(rows["tokyo"]["next_fire_at"] - tokyo_next) <= 1
+    fires = s.tick(rows["tokyo"]["next_fire_at"])
+    assert "tokyo" in [f["name"] for f in fires]
+    after = s.get("tokyo")
+    assert after is not None and after["next_fire_at"] == rows["tokyo"]["next_fire_at"] + 86400
+    assert s.update("tokyo", tz="America/New_York") is True
+    moved = s.get("tokyo")
+    assert moved is not None and moved["tz"] == "America/New_York"
+    assert moved["next_fire_at"] == cron.next_after_unix(
+        "0 9 * * *", moved["next_fire_at"] - 1, ZoneInfo("America/New_York")
+    )
+    assert s.update("tokyo", tz=None) is True
+    cleared = s.get("tokyo")
+    assert cleared is not None and "tz" not in cleared
+    s.remove("local")
+    assert db.query("SELECT name FROM _honker_scheduler_tz") == []
+    with db.transaction() as tx:  # the SQL surface keeps the reference's JSON shape
+        listed = json.loads(tx.query("SELECT honker_scheduler_list() AS l")[0]["l"])
+    assert "tz" not in listed[0]

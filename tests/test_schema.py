@@ -90,6 +90,10 @@ EXTRA_TABLES = {
         ("done", "INTEGER", 1, "0", 0),
         ("dead", "INTEGER", 1, "0", 0),
     ],
+    "_honker_scheduler_tz": [
+        ("name", "TEXT", 0, None, 1),
+        ("tz", "TEXT", 1, None, 0),
+    ],
 }
 
 EXPECTED_INDEXES = {

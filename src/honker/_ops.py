@@ -16,9 +16,11 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from datetime import tzinfo
 from typing import Any
 
 Row = tuple[Any, ...]
@@ -559,10 +561,37 @@ def sqlite_now(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT unixepoch()").fetchone()[0])
 
 
-def _next_after(expr: str, from_unix: int) -> int:
+@functools.lru_cache(maxsize=64)
+def zone(name: str) -> tzinfo:
+    """The ``zoneinfo`` time zone called ``name`` (``ValueError`` if unknown)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+def _next_after(expr: str, from_unix: int, tz: str | None = None) -> int:
     from .cron import next_after_unix
 
-    return next_after_unix(expr, from_unix)
+    return next_after_unix(expr, from_unix, None if tz is None else zone(tz))
+
+
+def _schedule_tz(conn: sqlite3.Connection, name: str) -> str | None:
+    row = conn.execute("SELECT tz FROM _honker_scheduler_tz WHERE name = ?", (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _set_schedule_tz(conn: sqlite3.Connection, name: str, tz: str | None) -> None:
+    if tz is None:
+        conn.execute("DELETE FROM _honker_scheduler_tz WHERE name = ?", (name,))
+    else:
+        conn.execute(
+            "INSERT INTO _honker_scheduler_tz (name, tz) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET tz = excluded.tz",
+            (name, tz),
+        )
 
 
 def scheduler_register(
@@ -574,9 +603,17 @@ def scheduler_register(
     priority: int,
     expires_s: int | None,
     max_attempts: int = 3,
+    tz: str | None = None,
+    set_tz: bool = False,
 ) -> None:
-    """Upsert a schedule; ``next_fire_at`` = next boundary after now; ``enabled`` is kept."""
-    next_fire = _next_after(cron_expr, sqlite_now(conn))
+    """Upsert a schedule; ``next_fire_at`` = next boundary after now; ``enabled`` is kept.
+
+    ``tz`` (with ``set_tz``) evaluates cron fields in that IANA time zone instead of the
+    process's local one; it lives in the extra table ``_honker_scheduler_tz``. Without
+    ``set_tz`` (the SQL function) an existing time zone of the schedule is kept.
+    """
+    zone_name = tz if set_tz else _schedule_tz(conn, name)
+    next_fire = _next_after(cron_expr, sqlite_now(conn), zone_name)
     conn.execute(
         "INSERT INTO _honker_scheduler_tasks (name, queue, cron_expr, payload, priority, "
         "expires_s, next_fire_at, max_attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -586,10 +623,13 @@ def scheduler_register(
         "next_fire_at = excluded.next_fire_at, max_attempts = excluded.max_attempts",
         (name, queue, cron_expr, payload, priority, expires_s, next_fire, max(1, max_attempts)),
     )
+    if set_tz:
+        _set_schedule_tz(conn, name, tz)
 
 
 def scheduler_unregister(conn: sqlite3.Connection, name: str) -> int:
     """Delete a schedule; returns rows deleted (0 or 1)."""
+    conn.execute("DELETE FROM _honker_scheduler_tz WHERE name = ?", (name,))
     return conn.execute("DELETE FROM _honker_scheduler_tasks WHERE name = ?", (name,)).rowcount
 
 
@@ -616,17 +656,24 @@ def scheduler_count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM _honker_scheduler_tasks").fetchone()[0])
 
 
-def scheduler_list(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every schedule ordered by name; ``enabled`` as bool, NULL ``max_attempts`` read as 3."""
+def scheduler_list(conn: sqlite3.Connection, with_tz: bool = False) -> list[dict[str, Any]]:
+    """Every schedule ordered by name; ``enabled`` as bool, NULL ``max_attempts`` read as 3.
+
+    With ``with_tz`` a schedule that has its own time zone also gets a ``tz`` key.
+    """
+    columns = ", ".join(f"t.{c}" for c in SCHEDULE_COLUMNS)
     rows = conn.execute(
-        f"SELECT {', '.join(SCHEDULE_COLUMNS)} FROM _honker_scheduler_tasks ORDER BY name"
+        f"SELECT {columns}, z.tz FROM _honker_scheduler_tasks t "
+        "LEFT JOIN _honker_scheduler_tz z ON z.name = t.name ORDER BY t.name"
     ).fetchall()
     out = []
     for row in rows:
-        item = dict(zip(SCHEDULE_COLUMNS, row, strict=True))
+        item = dict(zip(SCHEDULE_COLUMNS, row[:-1], strict=True))
         item["enabled"] = bool(item["enabled"])
         if item["max_attempts"] is None:
             item["max_attempts"] = 3
+        if with_tz and row[-1] is not None:
+            item["tz"] = row[-1]
         out.append(item)
     return out
 
@@ -641,23 +688,24 @@ def scheduler_tick(conn: sqlite3.Connection, now_unix: int) -> list[dict[str, An
     expression cannot be parsed (written by some other tool) is left alone.
     """
     due = conn.execute(
-        "SELECT name, queue, cron_expr, payload, priority, expires_s, next_fire_at, "
-        "max_attempts FROM _honker_scheduler_tasks WHERE enabled = 1 AND next_fire_at <= ? "
-        "ORDER BY next_fire_at, name",
+        "SELECT t.name, queue, cron_expr, payload, priority, expires_s, next_fire_at, "
+        "max_attempts, z.tz FROM _honker_scheduler_tasks t "
+        "LEFT JOIN _honker_scheduler_tz z ON z.name = t.name "
+        "WHERE enabled = 1 AND next_fire_at <= ? ORDER BY next_fire_at, t.name",
         (now_unix,),
     ).fetchall()
     fires: list[dict[str, Any]] = []
-    for name, queue, expr, payload, priority, expires_s, old_next, max_attempts in due:
+    for name, queue, expr, payload, priority, expires_s, old_next, max_attempts, tz in due:
         budget = 3 if max_attempts is None else max_attempts
         boundary = old_next
         planned: list[int] = []
         try:
             while boundary <= now_unix:
                 if len(planned) >= TICK_CAP:
-                    boundary = _next_after(expr, now_unix)
+                    boundary = _next_after(expr, now_unix, tz)
                     break
                 planned.append(boundary)
-                boundary = _next_after(expr, boundary)
+                boundary = _next_after(expr, boundary, tz)
         except ValueError:
             continue
         cur = conn.execute(
@@ -683,15 +731,26 @@ def scheduler_update(
     touch_expires: bool,
     max_attempts: int | None = None,
     touch_max_attempts: bool = False,
+    tz: str | None = None,
+    touch_tz: bool = False,
 ) -> bool:
     """Change only the given fields of a schedule, all at once; False if unknown or no field.
 
-    A new expression is validated first and also recomputes ``next_fire_at`` from now.
+    A new expression (or time zone) is validated first and recomputes ``next_fire_at``
+    from now.
     """
     sets: list[str] = []
     params: list[Any] = []
+    if touch_tz and cron_expr is None:
+        row = conn.execute(
+            "SELECT cron_expr FROM _honker_scheduler_tasks WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            return False
+        cron_expr = str(row[0])
     if cron_expr is not None:
-        next_fire = _next_after(cron_expr, sqlite_now(conn))
+        zone_name = tz if touch_tz else _schedule_tz(conn, name)
+        next_fire = _next_after(cron_expr, sqlite_now(conn), zone_name)
         sets += ["cron_expr = ?", "next_fire_at = ?"]
         params += [cron_expr, next_fire]
     if payload is not None:
@@ -711,6 +770,8 @@ def scheduler_update(
     cur = conn.execute(
         f"UPDATE _honker_scheduler_tasks SET {', '.join(sets)} WHERE name = ?", (*params, name)
     )
+    if cur.rowcount and touch_tz:
+        _set_schedule_tz(conn, name, tz)
     return cur.rowcount > 0
 
 

@@ -113,6 +113,10 @@ EXTRA_DDL: tuple[str, ...] = (
       dead INTEGER NOT NULL DEFAULT 0,
       PRIMARY KEY (queue, bucket)
     ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS _honker_scheduler_tz (
+      name TEXT PRIMARY KEY,
+      tz TEXT NOT NULL
+    )""",
 )
 
 # Columns that older files may lack on _honker_scheduler_tasks (SCHEMA.md §3.2).
@@ -176,6 +180,7 @@ _EXPECTED_OBJECTS = frozenset(
         "_honker_stream_topic",
         "_honker_stream_consumers",
         "_honker_stats",
+        "_honker_scheduler_tz",
     }
 )
 

@@ -83,7 +83,7 @@ from __future__ import annotations
 import functools
 import operator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 __all__ = ["CronExpr", "next_after", "next_after_unix", "parse"]
 
@@ -128,9 +128,11 @@ class CronExpr:
     months: int = field(default=0, repr=False)
     weekdays: int = field(default=0, repr=False)
 
-    def next_after_unix(self, from_unix: int) -> int:
+    def next_after_unix(self, from_unix: int, tz: tzinfo | None = None) -> int:
         """Return the first fire time strictly after ``from_unix`` (Unix seconds).
 
+        Calendar fields are matched in ``tz`` (e.g. ``zoneinfo.ZoneInfo("Europe/Paris")``)
+        or, when ``tz`` is ``None``, in the process's local time zone.
         See the module docstring for the exact semantics, including DST.
         Raises :class:`ValueError` if a cron expression has no matching time
         within 100 years, or if ``from_unix`` is outside the range supported
@@ -139,7 +141,7 @@ class CronExpr:
         from_unix = operator.index(from_unix)
         if self.interval is not None:
             return from_unix + self.interval
-        start = self._first_candidate_wall(from_unix)
+        start = self._first_candidate_wall(from_unix, tz)
         y_limit = min(start[0] + SEARCH_YEARS, _MAX_YEAR)
         while True:
             wall = self._next_match(start, y_limit)
@@ -148,7 +150,7 @@ class CronExpr:
                     f"schedule '{self.expr}' has no matching time within "
                     f"{SEARCH_YEARS} years after {from_unix}"
                 )
-            ts = _instant_of_wall(wall)
+            ts = _instant_of_wall(wall, tz)
             if ts > from_unix:
                 return ts
             # Not reachable with correct fold information from the platform;
@@ -158,30 +160,30 @@ class CronExpr:
 
     # -- internals ---------------------------------------------------------
 
-    def _first_candidate_wall(self, from_unix: int) -> _Wall:
+    def _first_candidate_wall(self, from_unix: int, tz: tzinfo | None) -> _Wall:
         """Smallest wall-clock time ``w`` with ``inst(w) > from_unix``.
 
         Returned possibly denormalised (seconds may be 60); the calendar
         search carries the overflow.
         """
-        now = _local(from_unix)
+        now = _local(from_unix, tz)
         if now.fold:
             # from_unix is in the second occurrence of a repeated period; all
             # later wall times of that period map to their first occurrence,
             # which is in the past.  Skip to the first instant after from_unix
             # that is no longer in the second occurrence.
-            first = int(now.replace(fold=0).timestamp())
+            first = _timestamp(now.replace(fold=0), tz)
             span = from_unix - first
             if span > 0:
                 lo, hi = from_unix, from_unix + span  # fold(lo)=1, fold(hi)=0
-                if _local(hi).fold == 0:
+                if _local(hi, tz).fold == 0:
                     while hi - lo > 1:
                         mid = (lo + hi) // 2
-                        if _local(mid).fold:
+                        if _local(mid, tz).fold:
                             lo = mid
                         else:
                             hi = mid
-                    end = _local(hi)
+                    end = _local(hi, tz)
                     return (end.year, end.month, end.day, end.hour, end.minute, end.second)
         return (now.year, now.month, now.day, now.hour, now.minute, now.second + 1)
 
@@ -254,36 +256,45 @@ def _days_in_month(year: int, month: int) -> int:
     return 30 if month in (4, 6, 9, 11) else 31
 
 
-def _local(ts: int) -> datetime:
-    """Local wall-clock time of instant ``ts`` (with ``fold`` set)."""
+def _local(ts: int, tz: tzinfo | None = None) -> datetime:
+    """Naive wall-clock time of instant ``ts`` in ``tz`` (local when None), ``fold`` set."""
     try:
-        return datetime.fromtimestamp(ts)
+        if tz is None:
+            return datetime.fromtimestamp(ts)
+        return datetime.fromtimestamp(ts, tz).replace(tzinfo=None)
     except (OverflowError, OSError, ValueError) as exc:
         raise ValueError(f"timestamp {ts} is out of the supported range") from exc
 
 
-def _instant_of_wall(wall: _Wall) -> int:
+def _timestamp(naive: datetime, tz: tzinfo | None) -> int:
+    """Instant of naive wall time ``naive`` in ``tz`` (its ``fold`` picks the occurrence)."""
+    if tz is None:
+        return int(naive.timestamp())
+    return int(naive.replace(tzinfo=tz).timestamp())
+
+
+def _instant_of_wall(wall: _Wall, tz: tzinfo | None = None) -> int:
     """``inst(w)``: earliest instant showing wall time ``w``, or the end of its gap."""
     naive = datetime(*wall)
-    ts = int(naive.timestamp())  # fold=0: earlier instant if ambiguous
-    if _local(ts) == naive:  # naive comparison ignores fold
+    ts = _timestamp(naive, tz)  # fold=0: earlier instant if ambiguous
+    if _local(ts, tz) == naive:  # naive comparison ignores fold
         return ts
     # ``naive`` falls in a gap.  Find the first instant whose wall time is
     # later than ``naive``: that is the transition instant.
-    other = int(naive.replace(fold=1).timestamp())
+    other = _timestamp(naive.replace(fold=1), tz)
     lo, hi = min(ts, other), max(ts, other)
     step = 3600
-    while _local(lo) >= naive:
+    while _local(lo, tz) >= naive:
         lo -= step
         step *= 2
     step = 3600
-    while _local(hi) <= naive:
+    while _local(hi, tz) <= naive:
         hi += step
         step *= 2
     # invariant: wall(lo) < naive < wall(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _local(mid) > naive:
+        if _local(mid, tz) > naive:
             hi = mid
         else:
             lo = mid
@@ -423,12 +434,13 @@ def parse(expr: str) -> CronExpr:
     )
 
 
-def next_after_unix(expr: str, from_unix: int) -> int:
+def next_after_unix(expr: str, from_unix: int, tz: tzinfo | None = None) -> int:
     """Return the first fire time of ``expr`` strictly after ``from_unix``.
 
-    Equivalent to ``parse(expr).next_after_unix(from_unix)``.
+    Equivalent to ``parse(expr).next_after_unix(from_unix, tz)``; ``tz=None`` means the
+    process's local time zone.
     """
-    return parse(expr).next_after_unix(from_unix)
+    return parse(expr).next_after_unix(from_unix, tz)
 
 
 def next_after(expr: str, dt: datetime) -> datetime:

@@ -130,15 +130,21 @@ class Scheduler:
         priority: int = 0,
         expires: float | None = None,
         max_attempts: int = 3,
+        tz: str | None = None,
     ) -> None:
         """Create or replace schedule ``name``; its next fire is the next boundary after now.
 
         A paused schedule stays paused. ``expires`` is how long each fired job stays
-        claimable (seconds); ``max_attempts`` is the budget each fired job gets.
+        claimable (seconds); ``max_attempts`` is the budget each fired job gets. ``tz``
+        (an IANA name such as ``"Europe/Paris"``) evaluates cron fields in that time zone
+        instead of the process's local one; it is honoured by honker for Python only
+        (other bindings ticking the same file use their local time zone).
         """
         if not isinstance(name, str) or not isinstance(queue, str):
             raise TypeError("name and queue must be str")
         expr = _as_schedule(schedule).expr
+        if tz is not None:
+            _ops.zone(tz)  # validate before writing anything
         self.db._write(
             _ops.scheduler_register,
             name,
@@ -148,6 +154,8 @@ class Scheduler:
             int(priority),
             None if expires is None else int(expires),
             int(max_attempts),
+            tz,
+            True,
         )
         self._registered.add(name)
 
@@ -165,8 +173,9 @@ class Scheduler:
         return self.db._write(_ops.scheduler_set_enabled, name, True)
 
     def list(self) -> list[dict[str, Any]]:
-        """Every schedule ordered by name (``payload`` as raw JSON text, ``enabled`` bool)."""
-        return self.db._read(_ops.scheduler_list)
+        """Every schedule ordered by name (``payload`` as raw JSON text, ``enabled`` bool;
+        a ``tz`` key only on schedules that have their own time zone)."""
+        return self.db._read(_ops.scheduler_list, True)
 
     def get(self, name: str) -> dict[str, Any] | None:
         """One schedule as in :meth:`list`, or ``None``."""
@@ -181,12 +190,18 @@ class Scheduler:
         priority: int | None = None,
         expires: Any = _UNSET,
         max_attempts: Any = _UNSET,
+        tz: Any = _UNSET,
     ) -> bool:
         """Change only the given fields, atomically; ``False`` if unknown or nothing given.
 
-        A new ``schedule`` recomputes the next fire from now. ``payload=None`` stores JSON
-        null; ``expires=None`` clears the expiry; ``max_attempts=None`` resets it to 3.
+        A new ``schedule`` or ``tz`` recomputes the next fire from now. ``payload=None``
+        stores JSON null; ``expires=None`` clears the expiry; ``max_attempts=None`` resets
+        it to 3; ``tz=None`` goes back to the process's local time zone.
         """
+        touch_tz = tz is not _UNSET
+        zone_name = None if tz is _UNSET or tz is None else str(tz)
+        if zone_name is not None:
+            _ops.zone(zone_name)
         expr = None if schedule is None else _as_schedule(schedule).expr
         payload_text = None if payload is _UNSET else dumps(payload)
         touch_expires = expires is not _UNSET
@@ -199,6 +214,7 @@ class Scheduler:
             and priority is None
             and not touch_expires
             and not touch_max
+            and not touch_tz
         ):
             return False
         return self.db._write(
@@ -211,6 +227,8 @@ class Scheduler:
             touch_expires,
             budget,
             touch_max,
+            zone_name,
+            touch_tz,
         )
 
     def tick(self, now: int | None = None) -> builtins.list[dict[str, Any]]:
