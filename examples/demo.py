@@ -1,14 +1,19 @@
 """End-to-end demo of honker on a temporary database file (run with `make demo`).
 
 1. A listener in another OS process is woken by a committed notification and reports the
-   measured wake latency.
-2. A notification inside a rolled-back transaction never arrives.
+   measured wake latency; a notification inside a rolled-back transaction never arrives.
+2. An order and its receipt task commit in one transaction; a worker process started with
+   `python -m honker worker` runs the task and the caller reads its result. An order that
+   rolls back never produces a task.
+3. A schedule fires a job every second (leader-elected scheduler).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -86,7 +91,74 @@ def main() -> None:
         rows = db.query("SELECT COUNT(*) AS n FROM orders")
         print(f"orders table holds {rows[0]['n']} committed orders")
         db.close()
+        tasks_and_schedules(path)
     print("demo finished OK")
+
+
+def tasks_and_schedules(path: str) -> None:
+    """Part 2 and 3: transactional task enqueue, a worker process, a schedule."""
+    env = dict(os.environ, HONKER_DEMO_DB=path)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")])
+    os.environ["HONKER_DEMO_DB"] = path
+    sys.path.insert(0, here)
+    import demo_tasks  # registers send_receipt on this process's registry too
+
+    db = demo_tasks.db
+    print()
+    print("starting `python -m honker worker demo_tasks:db` in another process")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "honker", "worker", "demo_tasks:db", "--concurrency", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdout is not None
+    print(" ", worker.stdout.readline().strip())
+    try:
+        with db.transaction() as tx:
+            tx.execute("INSERT INTO orders (id, total) VALUES (?, ?)", [100, 4200])
+            result = demo_tasks.send_receipt.apply_async((100, "alice@example.com"), tx=tx)
+        try:
+            with db.transaction() as tx:
+                tx.execute("INSERT INTO orders (id, total) VALUES (?, ?)", [101, 999])
+                demo_tasks.send_receipt.apply_async((101, "mallory@example.com"), tx=tx)
+                raise RuntimeError("card declined")
+        except RuntimeError as exc:
+            print(f"order 101 rolled back ({exc}): its task was never enqueued")
+        started = time.monotonic()
+        value = result.get(timeout=20)
+        print(" ", worker.stdout.readline().strip())
+        print(
+            f"task result for order 100 after {1000 * (time.monotonic() - started):.0f} ms: {value}"
+        )
+        pending = db.query("SELECT COUNT(*) AS n FROM _honker_live")[0]["n"]
+        print(f"jobs left in the queue: {pending} (order 101 never produced one)")
+
+        print()
+        print("scheduling a heartbeat every second; the scheduler enqueues, a claim loop runs")
+        scheduler = honker.Scheduler(db)
+        scheduler.add(name="heartbeat", queue="health", schedule=honker.every_s(1))
+        asyncio.run(run_schedule(db, scheduler))
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        print(" ", worker.stdout.read().strip().splitlines()[-1])
+        db.close()
+
+
+async def run_schedule(db: honker.Database, scheduler: honker.Scheduler) -> None:
+    stop = asyncio.Event()
+    runner = asyncio.create_task(scheduler.run(stop))
+    beats = 0
+    async for job in db.queue("health").claim("health-worker"):
+        beats += 1
+        print(f"  heartbeat job {job.id} fired at {time.strftime('%H:%M:%S')}")
+        job.ack()
+        if beats == 3:
+            break
+    stop.set()
+    await runner
 
 
 if __name__ == "__main__":
