@@ -29,3 +29,24 @@ def loads(text: str | bytes | None) -> Any:
     if text is None or text == "" or text == b"":
         return None
     return json.loads(text)
+
+
+class LazyPayload:
+    """Base of objects carrying stored JSON text, decoded on first access and cached."""
+
+    __slots__ = ("_decoded", "_payload", "_raw")
+
+    _raw: str | None
+    _decoded: bool
+    _payload: Any
+
+    def _decode(self, raw: str | None) -> Any:
+        return loads(raw)
+
+    @property
+    def payload(self) -> Any:
+        """The decoded JSON payload (decoded on first access, then cached)."""
+        if not self._decoded:
+            self._payload = self._decode(self._raw)
+            self._decoded = True
+        return self._payload

@@ -777,22 +777,7 @@ def scheduler_update(
 
 # -- inspection and operator actions (dashboard, CLI) ---------------------------------
 
-JOB_DETAIL_COLUMNS = (
-    "id",
-    "queue",
-    "payload",
-    "state",
-    "priority",
-    "run_at",
-    "worker_id",
-    "claim_expires_at",
-    "attempts",
-    "max_attempts",
-    "created_at",
-    "expires_at",
-    "last_error",
-    "died_at",
-)
+JOB_DETAIL_COLUMNS = (*JOB_COLUMNS, "last_error", "died_at")
 
 _LIVE_DETAIL = (
     "SELECT id, queue, payload, CASE WHEN state = 'pending' AND run_at > unixepoch() "

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _ops
 from ._errors import DatabaseClosed
+from ._json import LazyPayload
 
 if TYPE_CHECKING:
     from ._database import Database
@@ -23,10 +24,10 @@ if TYPE_CHECKING:
 _BATCH = 1000
 
 
-class Notification:
+class Notification(LazyPayload):
     """One delivered notification: ``id``, ``channel``, ``created_at`` and a lazy ``payload``."""
 
-    __slots__ = ("_decoded", "_payload", "_raw", "channel", "created_at", "id")
+    __slots__ = ("channel", "created_at", "id")
 
     def __init__(self, row: dict[str, Any]) -> None:
         self.id: int = int(row["id"])
@@ -36,21 +37,14 @@ class Notification:
         self._decoded = False
         self._payload: Any = None
 
-    @property
-    def payload(self) -> Any:
-        """The decoded JSON payload; invalid JSON is returned as the raw string."""
-        if not self._decoded:
-            raw = self._raw
-            if raw is None or raw == "" or raw == "null":
-                value = None
-            else:
-                try:
-                    value = json.loads(raw)
-                except (ValueError, TypeError):
-                    value = raw
-            self._payload = value
-            self._decoded = True
-        return self._payload
+    def _decode(self, raw: str | None) -> Any:
+        """Lenient: empty or ``null`` → ``None``; text that is not JSON stays a string."""
+        if raw is None or raw == "" or raw == "null":
+            return None
+        try:
+            return json.loads(raw)
+        except (ValueError, TypeError):
+            return raw
 
     def __repr__(self) -> str:
         return f"Notification(id={self.id}, channel={self.channel!r})"

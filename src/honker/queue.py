@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _ops
 from ._errors import DatabaseClosed
-from ._json import dumps
+from ._json import LazyPayload, dumps
 from .results import get_result, save_result, sweep_results, wait_result
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def _check_worker(worker_id: Any) -> str:
     return worker_id
 
 
-class Job:
+class Job(LazyPayload):
     """A claimed job. ``payload`` decodes lazily; ``ack/retry/fail/heartbeat`` act on it.
 
     Each method runs in its own transaction and returns an honest ``bool``: ``False`` means
@@ -51,9 +51,6 @@ class Job:
     """
 
     __slots__ = (
-        "_decoded",
-        "_payload",
-        "_raw",
         "attempts",
         "claim_expires_at",
         "created_at",
@@ -107,15 +104,6 @@ class Job:
         job.state = "processing"
         job.last_error = None
         return job
-
-    @property
-    def payload(self) -> Any:
-        """The decoded JSON payload (decoded on first access, then cached)."""
-        if not self._decoded:
-            raw = self._raw
-            self._payload = None if raw is None or raw == "" else json.loads(raw)
-            self._decoded = True
-        return self._payload
 
     def ack(self, tx: Transaction | None = None) -> bool:
         """Delete the job: done. ``False`` if the claim lapsed. ``tx=`` joins a transaction."""

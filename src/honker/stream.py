@@ -11,7 +11,6 @@ resumes after its last saved offset — delivery is at-least-once.
 
 from __future__ import annotations
 
-import json
 import time
 import weakref
 from collections import deque
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _ops
 from ._errors import DatabaseClosed
-from ._json import dumps
+from ._json import LazyPayload, dumps
 
 if TYPE_CHECKING:
     from ._database import Database, Transaction
@@ -28,10 +27,10 @@ REPLAY_BATCH = 1000
 FALLBACK_WAIT_S = 15.0
 
 
-class Event:
+class Event(LazyPayload):
     """One stream event: ``offset``, ``topic``, ``key``, ``created_at`` and a lazy ``payload``."""
 
-    __slots__ = ("_decoded", "_payload", "_raw", "created_at", "key", "offset", "topic")
+    __slots__ = ("created_at", "key", "offset", "topic")
 
     def __init__(self, row: dict[str, Any]) -> None:
         self.offset: int = int(row["offset"])
@@ -49,15 +48,6 @@ class Event:
         event._decoded = False
         event._payload = None
         return event
-
-    @property
-    def payload(self) -> Any:
-        """The decoded JSON payload (decoded on first access, then cached)."""
-        if not self._decoded:
-            raw = self._raw
-            self._payload = None if raw is None or raw == "" else json.loads(raw)
-            self._decoded = True
-        return self._payload
 
     def __repr__(self) -> str:
         return (
