@@ -503,3 +503,14 @@ def test_sql_function_surface_matches_python(db: honker.Database) -> None:
     assert q.get_job(job_id) is None
     with pytest.raises(RuntimeError), db.transaction() as tx:
         tx.query("SELECT honker_enqueue('q', 5, NULL, NULL, 0, 3, NULL)")  # payload not TEXT
+
+
+def test_cancel_pending_only_leaves_claimed_jobs(db: honker.Database) -> None:
+    q = db.queue("q")
+    running = q.enqueue("running")
+    waiting = q.enqueue("waiting")
+    job = q.claim_one("w")
+    assert job is not None and job.id == running
+    assert q.cancel(running, pending_only=True) is False
+    assert job.ack() is True
+    assert q.cancel(waiting, pending_only=True) is True

@@ -338,11 +338,10 @@ def release_claim(conn: sqlite3.Connection, job_id: int, worker_id: str) -> bool
     return cur.rowcount > 0
 
 
-def cancel(conn: sqlite3.Connection, job_id: int) -> bool:
-    """Delete a pending or processing job whoever holds it."""
-    cur = conn.execute(
-        "DELETE FROM _honker_live WHERE id = ? AND state IN ('pending', 'processing')", (job_id,)
-    )
+def cancel(conn: sqlite3.Connection, job_id: int, pending_only: bool = False) -> bool:
+    """Delete a pending or processing job whoever holds it (only if pending, on request)."""
+    states = "('pending')" if pending_only else "('pending', 'processing')"
+    cur = conn.execute(f"DELETE FROM _honker_live WHERE id = ? AND state IN {states}", (job_id,))
     return cur.rowcount > 0
 
 
@@ -685,13 +684,15 @@ def scheduler_tick(conn: sqlite3.Connection, now_unix: int) -> list[dict[str, An
     after it, in this transaction, with the update conditional on the old value (so two
     would-be leaders can never both fire one boundary). At most ``TICK_CAP`` fires per
     schedule per tick; older missed boundaries beyond that are skipped. A row whose
-    expression cannot be parsed (written by some other tool) is left alone.
+    expression cannot be parsed (written by some other tool) is left alone. Schedules are
+    processed in table (rowid) order, as the reference does, so a tick by either
+    implementation assigns the same job ids.
     """
     due = conn.execute(
         "SELECT t.name, queue, cron_expr, payload, priority, expires_s, next_fire_at, "
         "max_attempts, z.tz FROM _honker_scheduler_tasks t "
         "LEFT JOIN _honker_scheduler_tz z ON z.name = t.name "
-        "WHERE enabled = 1 AND next_fire_at <= ? ORDER BY next_fire_at, t.name",
+        "WHERE enabled = 1 AND next_fire_at <= ? ORDER BY t.rowid",
         (now_unix,),
     ).fetchall()
     fires: list[dict[str, Any]] = []

@@ -242,9 +242,13 @@ class Queue:
         """
         return self.db._write(_ops.release_claim, int(job_id), _check_worker(worker_id))
 
-    def cancel(self, job_id: int) -> bool:
-        """Delete a pending or in-flight job, whoever holds it; idempotent."""
-        return self.db._write(_ops.cancel, int(job_id))
+    def cancel(self, job_id: int, *, pending_only: bool = False) -> bool:
+        """Delete a pending or in-flight job, whoever holds it; idempotent.
+
+        ``pending_only=True`` leaves a job that a worker already claimed alone (and returns
+        ``False``), without a check-then-delete race.
+        """
+        return self.db._write(_ops.cancel, int(job_id), pending_only)
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         """The job's live row as a dict (``payload`` is the raw JSON text), or ``None``."""

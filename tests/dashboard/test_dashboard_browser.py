@@ -1,0 +1,272 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright.
+
+The dashboard runs in its own process (``serve``); other processes enqueue and work jobs.
+Screenshots go to tests/screenshots/; ``HONKER_DOCS_SCREENSHOTS=1 pytest -k screenshots
+tests/dashboard`` also refreshes the documentation's docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from dashboard_support import Dashboard, PageProbe, screenshot
+from playwright.sync_api import expect
+
+import honker
+from helpers import Child
+from honker.dashboard._format import url_part
+
+LIVE_WAIT_MS = 10_000
+# Pages also refresh every 5 s without commits; waiting less than that for a commit to show
+# makes sure it was the commit's own wake-up that refreshed the page.
+COMMIT_WAIT_MS = 4_000
+
+ENQUEUER = """
+import sys
+import honker
+db = honker.open(sys.argv[1])
+print("ready", flush=True)
+for line in sys.stdin:
+    queue, text = line.split(maxsplit=1)
+    job_id = db.queue(queue).enqueue({"text": text.strip()})
+    print("enqueued", job_id, flush=True)
+db.close()
+"""
+
+WORKER = """
+import asyncio, sys
+import honker
+
+async def main():
+    db = honker.open(sys.argv[1])
+    queue = db.queue("emails")
+    print("ready", flush=True)
+    async for job in queue.claim("worker-process"):
+        assert job.ack()
+        print("done", job.id, job.payload["to"], flush=True)
+        break
+    db.close()
+
+asyncio.run(main())
+"""
+
+TRACEBACK = """Traceback (most recent call last):
+  File "app/tasks.py", line 42, in send_welcome_email
+    smtp.send_message(message)
+  File "/usr/lib/python3.11/smtplib.py", line 986, in send_message
+    return self.sendmail(from_addr, to_addrs, flatmsg, mail_options, rcpt_options)
+smtplib.SMTPRecipientsRefused: {'ada@example.com': (550, b'5.1.1 mailbox unavailable')}"""
+
+
+def dead_job(
+    db: honker.Database, queue: str, payload: Any, error: str, priority: int = 10**9
+) -> int:
+    """Enqueue ``payload`` (first in line) and dead-letter it with ``error``."""
+    q = db.queue(queue)
+    job_id = q.enqueue(payload, priority=priority)
+    job = q.claim_one("worker-7f3a")
+    assert job is not None and job.id == job_id
+    assert job.fail(error)
+    return job_id
+
+
+def open_live(probe: PageProbe, url: str) -> None:
+    """Load ``url`` and wait until the live refresh has swapped the page once (the event
+    stream sends an update as soon as it connects); see ``page`` in conftest.py."""
+    page = probe.page
+    page.goto(url)
+    expect(page.locator("html[data-swaps]")).to_be_attached(timeout=LIVE_WAIT_MS)
+    page.evaluate("window.__marker = 'same document'")
+
+
+def same_document(probe: PageProbe) -> bool:
+    """Whether the page was updated in place (no reload or navigation since open_live)."""
+    return bool(probe.page.evaluate("window.__marker === 'same document'"))
+
+
+def test_jobs_appear_while_another_process_enqueues(
+    start_dashboard: Callable[..., Dashboard],
+    db: honker.Database,
+    db_path: str,
+    children: list[Child],
+    page: PageProbe,
+) -> None:
+    db.queue("emails").enqueue({"text": "seed"})
+    dash = start_dashboard()
+    producer = Child(ENQUEUER, db_path)
+    children.append(producer)
+    producer.expect("ready")
+
+    open_live(page, dash.url)
+    emails_pending = page.page.locator('tr[data-queue="emails"] [data-col="pending"]')
+    expect(emails_pending).to_have_text("1")
+    producer.send("emails live-1")
+    producer.send("reports first-report")
+    expect(emails_pending).to_have_text("2", timeout=COMMIT_WAIT_MS)
+    expect(page.page.locator('tr[data-queue="reports"]')).to_be_visible(timeout=COMMIT_WAIT_MS)
+    assert same_document(page)
+
+    open_live(page, dash.url + "queues/emails")
+    for n in (2, 3, 4):
+        producer.send(f"emails live-{n}")
+        producer.readline()
+    jobs = page.page.locator("#jobs")
+    for n in (2, 3, 4):
+        expect(jobs).to_contain_text(f"live-{n}", timeout=COMMIT_WAIT_MS)
+    expect(page.page.locator("#jobs tbody tr")).to_have_count(5)
+    assert same_document(page)
+    screenshot(page.page, "live-queue")
+    assert page.errors == []
+
+
+def test_dead_job_retried_from_the_page_then_completed_by_a_worker(
+    start_dashboard: Callable[..., Dashboard],
+    db: honker.Database,
+    db_path: str,
+    children: list[Child],
+    page: PageProbe,
+) -> None:
+    job_id = dead_job(db, "emails", {"to": "ada@example.com"}, TRACEBACK)
+    dash = start_dashboard()
+    open_live(page, f"{dash.url}queues/emails/jobs/{job_id}")
+    expect(page.page.locator('[data-field="state"]')).to_have_text("dead")
+    expect(page.page.locator("#last-error")).to_contain_text("mailbox unavailable")
+
+    page.page.get_by_role("button", name="Retry", exact=True).click()
+    expect(page.page.locator(".flash")).to_have_text(f"Job {job_id} is pending again.")
+    expect(page.page.locator('[data-field="state"]')).to_have_text("pending")
+    assert db.queue("emails").find_job(job_id)["state"] == "pending"  # type: ignore[index]
+
+    page.page.evaluate("window.__marker = 'same document'")
+    worker = Child(WORKER, db_path)
+    children.append(worker)
+    worker.expect("ready")
+    assert worker.readline() == f"done {job_id} ada@example.com"
+    assert worker.wait() == 0
+    # The open page notices by itself: the job is gone (finished jobs are deleted).
+    expect(page.page.locator("#live")).to_contain_text(
+        "finished jobs are deleted", timeout=COMMIT_WAIT_MS
+    )
+    assert same_document(page)
+    # That refresh got a 404, which Chromium logs; nothing else may have failed.
+    assert all("status of 404" in e for e in page.errors), page.errors
+    page.errors.clear()
+
+    open_live(page, dash.url)
+    expect(page.page.locator('tr[data-queue="emails"] [data-col="done"]')).to_have_text("1")
+    expect(page.page.locator('tr[data-queue="emails"] [data-col="dead"]')).to_have_text("0")
+    assert page.errors == []
+
+
+def test_script_payload_renders_inert(
+    start_dashboard: Callable[..., Dashboard], db: honker.Database, page: PageProbe
+) -> None:
+    queue = "<svg onload=\"window.__pwned='name'\">"
+    payload = {
+        "html": "<script>window.__pwned = 'payload'; alert('payload')</script>",
+        "img": "<img src=x onerror=\"window.__pwned = 'img'; alert('img')\">",
+    }
+    error = "<script>window.__pwned = 'error'; alert('error')</script>"
+    job_id = dead_job(db, queue, payload, error)
+    db.queue(queue).enqueue({"note": "</code></pre><script>alert('list')</script>"})
+    dash = start_dashboard()
+    qurl = f"{dash.url}queues/{url_part(queue)}"
+
+    for url in (dash.url, qurl, f"{qurl}/jobs/{job_id}"):
+        open_live(page, url)  # the first render and a live refresh
+        assert page.page.evaluate("typeof window.__pwned") == "undefined"
+        assert page.page.locator("script").count() == 2  # htmx and its SSE extension
+        assert page.page.locator("svg, img").count() == 0
+        expect(page.page.get_by_text(queue).first).to_be_visible()
+
+    payload_text = page.page.locator("#payload").inner_text()
+    assert "<script>window.__pwned = 'payload'; alert('payload')</script>" in payload_text
+    assert '<img src=x onerror=\\"window.__pwned' in payload_text
+    assert page.page.locator("#last-error").inner_text() == error
+    assert page.dialogs == []
+    assert page.errors == []
+    screenshot(page.page, "inert-script-payload")
+
+
+def populate(db: honker.Database) -> int:
+    """A realistic database for the screenshots; returns the id of a dead job."""
+    emails = db.queue("emails")
+    welcome = {"to": "ada@example.com", "template": "welcome"}
+    dead = dead_job(db, "emails", welcome, TRACEBACK, priority=0)  # the only job yet
+    reset = {"to": "bob@example.org", "template": "reset"}
+    dead_job(db, "emails", reset, "TimeoutError: SMTP server did not answer in 30 s", priority=0)
+    for i in range(6):
+        emails.enqueue({"to": f"user{i}@example.com", "template": "digest"})
+    emails.enqueue({"to": "carol@example.com", "template": "reminder"}, delay=3600)
+    for i in range(3):
+        receipt = {"to": f"done{i}@example.com", "template": "receipt"}
+        job_id = emails.enqueue(receipt, priority=9)
+        job = emails.claim_one("worker-1")
+        assert job is not None and job.id == job_id and job.ack()
+    running = emails.claim_one("worker-2")
+    assert running is not None
+    reports = db.queue("reports")
+    reports.enqueue({"report": "monthly-revenue", "month": "2026-10"}, delay=7200)
+    assert reports.claim_one("worker-3") is None
+    webhooks = db.queue("webhooks")
+    for i in range(4):
+        webhooks.enqueue({"url": f"https://hooks.example.com/{i}", "event": "order.paid"})
+    stream = db.stream("orders")
+    for i in range(40):
+        stream.publish({"order": 1000 + i, "total": 1999 + i})
+    stream.save_offset("billing", 40)
+    stream.save_offset("analytics", 28)
+    scheduler = honker.Scheduler(db)
+    scheduler.add(name="nightly-report", queue="reports", schedule="0 3 * * *")
+    scheduler.add(name="cleanup", queue="maintenance", schedule="*/15 * * * *")
+    assert scheduler.pause("cleanup")
+    assert db.lock("honker-scheduler", ttl=60, owner="host-a:4242").acquire()
+    with db.transaction() as tx:
+        for i in range(12):
+            tx.notify("orders", {"order": 1000 + i})
+    return dead
+
+
+def test_pages_screenshots(
+    start_dashboard: Callable[..., Dashboard], db: honker.Database, page: PageProbe
+) -> None:
+    dead = populate(db)
+    dash = start_dashboard(relative_path=True)
+    open_live(page, dash.url)
+    expect(page.page.locator("#queues tbody tr")).to_have_count(3)
+    expect(page.page.locator("#streams")).to_contain_text("analytics")
+    expect(page.page.locator("#schedules")).to_contain_text("paused")
+    expect(page.page.locator("#locks")).to_contain_text("honker-scheduler")
+    screenshot(page.page, "overview", docs=True)
+
+    open_live(page, dash.url + "queues/emails")
+    expect(page.page.locator("#jobs tbody tr")).to_have_count(9)
+    screenshot(page.page, "queue", docs=True)
+
+    open_live(page, f"{dash.url}queues/emails/jobs/{dead}")
+    expect(page.page.locator("#payload")).to_contain_text('"template": "welcome"')
+    screenshot(page.page, "job", docs=True)
+    assert page.errors == []
+
+
+def test_works_without_javascript(
+    start_dashboard: Callable[..., Dashboard], db: honker.Database, browser: Any
+) -> None:
+    job_id = dead_job(db, "emails", {"to": "nojs@example.com"}, "boom")
+    db.queue("emails").enqueue({"to": "other@example.com"})
+    dash = start_dashboard()
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(dash.url + "queues/emails")
+        page.get_by_label("Payload contains").fill("nojs@")
+        page.get_by_role("button", name="Search").click()
+        assert re.search(r"\?q=nojs%40", page.url)
+        expect(page.locator("#jobs tbody tr")).to_have_count(1)
+        page.get_by_role("button", name="Retry", exact=True).click()
+        expect(page.locator(".flash")).to_have_text(f"Job {job_id} is pending again.")
+        assert db.queue("emails").find_job(job_id)["state"] == "pending"  # type: ignore[index]
+    finally:
+        context.close()
