@@ -12,6 +12,7 @@ SCRIPTS = [
     "wake_latency.py",
     "queue_bench.py",
     "tasks_bench.py",
+    "sql_bench.py",
 ]
 
 

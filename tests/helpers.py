@@ -121,3 +121,24 @@ class Child:
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None and not stream.closed:
                 stream.close()
+
+
+# A worker process: opens the database, subscribes with ``q.claim()`` (no fallback poll, so
+# only a commit can deliver the job), prints READY, then claims one job, acks it and prints
+# its payload as JSON. argv: database path, queue name.
+CLAIM_ONE_WORKER = """
+import asyncio, json, sys
+import honker
+
+async def main():
+    db = honker.open(sys.argv[1])
+    claims = db.queue(sys.argv[2]).claim("worker", idle_poll_s=None)
+    print("READY", flush=True)
+    job = await claims.__anext__()
+    job.ack()
+    print(json.dumps(job.payload), flush=True)
+    claims.close()
+    db.close()
+
+asyncio.run(main())
+"""

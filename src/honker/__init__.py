@@ -8,6 +8,7 @@ process wake within about a millisecond of the commit.
 from ._database import Database, Transaction, open
 from ._errors import LeadershipLost, LockHeld, Retryable, UnknownTaskError
 from ._extension import EXTENSION_ENTRYPOINT, extension_info, load_extension
+from ._sqlfunctions import attach as attach
 from ._watcher import UpdateEvents
 from .notify import Listener, Notification
 from .outbox import Outbox

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 WATCHER_DIED_MESSAGE = (
     "honker: update watcher died (database file likely replaced; recreate honker.open() to recover)"
@@ -53,11 +54,33 @@ class UnknownTaskError(Exception):
     """A job names a task that is not registered in this process."""
 
 
+# sqlite3 reports an exception raised inside a Python-defined SQL function only as this
+# fixed text; the honker_* wrappers record the real reason per thread (see _sqlfunctions).
+UDF_FAILED_MESSAGE = "user-defined function raised exception"
+_function_errors = threading.local()
+
+
+def record_function_error(detail: str) -> None:
+    """Remember why a honker SQL function failed on this thread."""
+    _function_errors.detail = detail
+
+
+def function_error_detail() -> str | None:
+    """The reason recorded by the most recent failing honker SQL function on this thread."""
+    detail: str | None = getattr(_function_errors, "detail", None)
+    return detail
+
+
 def translate(exc: BaseException) -> RuntimeError:
     """Turn a ``sqlite3`` error into the ``RuntimeError`` the public API promises."""
     if isinstance(exc, RuntimeError):
         return exc
     message = str(exc) or type(exc).__name__
+    if message == UDF_FAILED_MESSAGE:
+        detail = function_error_detail()
+        if detail is not None:
+            _function_errors.detail = None
+            return SQLiteError(f"{message}: {detail}")
     if isinstance(exc, sqlite3.ProgrammingError) and "closed" in message.lower():
         return DatabaseClosed(CLOSED_MESSAGE)
     return SQLiteError(message)
