@@ -16,6 +16,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/belfry_demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
