@@ -514,3 +514,24 @@ def test_cancel_pending_only_leaves_claimed_jobs(db: honker.Database) -> None:
     assert q.cancel(running, pending_only=True) is False
     assert job.ack() is True
     assert q.cancel(waiting, pending_only=True) is True
+
+
+def test_outcomes_join_the_callers_transaction(db: honker.Database) -> None:
+    q = db.queue("q")
+    a, b, c = q.enqueue("a"), q.enqueue("b"), q.enqueue("c")
+    jobs = {j.id: j for j in q.claim_batch("w", 3)}
+    with pytest.raises(KeyError), db.transaction() as tx:
+        jobs[a].fail("nope", tx=tx)
+        jobs[b].retry(0, "again", tx=tx)
+        q.cancel(c, tx=tx)
+        raise KeyError
+    assert {r["id"]: r["state"] for r in db.query("SELECT id, state FROM _honker_live")} == {
+        a: "processing",
+        b: "processing",
+        c: "processing",
+    }
+    with db.transaction() as tx:
+        assert jobs[a].fail("nope", tx=tx) and jobs[b].retry(0, "again", tx=tx)
+        assert q.cancel(c, tx=tx)
+    assert db.query("SELECT id FROM _honker_dead") == [{"id": a}]
+    assert [r["id"] for r in db.query("SELECT id FROM _honker_live")] == [b]

@@ -374,3 +374,37 @@ def test_schedules_with_their_own_time_zone(db: honker.Database) -> None:
     with db.transaction() as tx:  # the SQL surface keeps the reference's JSON shape
         listed = json.loads(tx.query("SELECT honker_scheduler_list() AS l")[0]["l"])
     assert "tz" not in listed[0]
+
+
+def test_schedule_changes_join_the_callers_transaction(db: honker.Database) -> None:
+    s = Scheduler(db)
+    with pytest.raises(KeyError), db.transaction() as tx:
+        s.add(name="r", queue="q", schedule=every_s(5), tx=tx)
+        raise KeyError
+    assert s.list() == []
+    with db.transaction() as tx:
+        tx.execute("CREATE TABLE reminders (name TEXT)")
+        tx.execute("INSERT INTO reminders VALUES ('r')")
+        s.add(name="r", queue="q", schedule=every_s(5), tx=tx)
+        s.pause("r", tx=tx)
+        s.update("r", priority=3, tx=tx)
+    (row,) = s.list()
+    assert (row["enabled"], row["priority"]) == (False, 3)
+    with db.transaction() as tx:
+        tx.execute("DELETE FROM reminders")
+        assert s.remove("r", tx=tx) is True
+    assert s.list() == []
+
+
+async def test_service_scheduler_waits_for_its_first_schedule(db: honker.Database) -> None:
+    stop = asyncio.Event()
+    runner = asyncio.create_task(Scheduler(db).run(stop, exit_when_idle=False))
+    await asyncio.sleep(0.2)
+    assert not runner.done()
+    Scheduler(db).add(name="late", queue="q", schedule=every_s(1), payload="first")
+    claims = db.queue("q").claim("w", idle_poll_s=None)
+    job = await asyncio.wait_for(claims.__anext__(), 5)
+    assert job.payload == "first"
+    claims.close()
+    stop.set()
+    await asyncio.wait_for(runner, 5)

@@ -5,11 +5,12 @@ rows in the same file as your data, written inside your transactions, and worker
 process wake within about a millisecond of the commit.
 """
 
-from ._database import Database, Transaction, open
+from ._database import Database, open
+from ._database import Transaction as Transaction
 from ._errors import LeadershipLost, LockHeld, Retryable, UnknownTaskError
 from ._extension import EXTENSION_ENTRYPOINT, extension_info, load_extension
 from ._sqlfunctions import attach as attach
-from ._watcher import UpdateEvents
+from ._watcher import UpdateEvents as UpdateEvents
 from .notify import Listener, Notification
 from .outbox import Outbox
 from .queue import Job, Queue
@@ -45,5 +46,5 @@ __all__ = [
     "run_workers",
 ]
 
-# Also importable (not in __all__, like the reference): Transaction, UpdateEvents.
-_ = (Transaction, UpdateEvents)
+# Also importable, though not in __all__ (like the reference): Transaction, UpdateEvents,
+# attach (re-exported explicitly with "as" so type checkers accept honker.Transaction).

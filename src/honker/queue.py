@@ -109,13 +109,13 @@ class Job(LazyPayload):
         """Delete the job: done. ``False`` if the claim lapsed. ``tx=`` joins a transaction."""
         return self.queue.ack(self.id, self.worker_id, tx=tx)
 
-    def retry(self, delay_s: int = 60, error: str = "") -> bool:
+    def retry(self, delay_s: int = 60, error: str = "", tx: Transaction | None = None) -> bool:
         """Back to pending after ``delay_s`` seconds (dead-lettered when the budget is spent)."""
-        return self.queue.retry(self.id, self.worker_id, delay_s, error)
+        return self.queue.retry(self.id, self.worker_id, delay_s, error, tx=tx)
 
-    def fail(self, error: str = "") -> bool:
+    def fail(self, error: str = "", tx: Transaction | None = None) -> bool:
         """Move the job to ``_honker_dead`` with ``error``."""
-        return self.queue.fail(self.id, self.worker_id, error)
+        return self.queue.fail(self.id, self.worker_id, error, tx=tx)
 
     def heartbeat(self, extend_s: int | None = None) -> bool:
         """Extend the claim (default: the queue's visibility timeout) while it is still valid."""
@@ -219,15 +219,22 @@ class Queue:
             return 0
         return self.db._write(_ops.ack_batch, json.dumps(ids), _check_worker(worker_id))
 
-    def retry(self, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
+    def retry(
+        self,
+        job_id: int,
+        worker_id: str,
+        delay_s: int,
+        error: str,
+        tx: Transaction | None = None,
+    ) -> bool:
         """Pending again after ``delay_s`` (or dead when the budget is spent); False if lapsed."""
-        return self.db._write(
-            _ops.retry, int(job_id), _check_worker(worker_id), int(delay_s), str(error)
+        return self.db._in_tx(
+            tx, _ops.retry, int(job_id), _check_worker(worker_id), int(delay_s), str(error)
         )
 
-    def fail(self, job_id: int, worker_id: str, error: str) -> bool:
+    def fail(self, job_id: int, worker_id: str, error: str, tx: Transaction | None = None) -> bool:
         """Dead-letter a held job with ``error``; False if the claim lapsed."""
-        return self.db._write(_ops.fail, int(job_id), _check_worker(worker_id), str(error))
+        return self.db._in_tx(tx, _ops.fail, int(job_id), _check_worker(worker_id), str(error))
 
     def heartbeat(self, job_id: int, worker_id: str, extend_s: int | None = None) -> bool:
         """Extend a still-valid claim to now + ``extend_s`` (default: visibility timeout)."""
@@ -242,13 +249,15 @@ class Queue:
         """
         return self.db._write(_ops.release_claim, int(job_id), _check_worker(worker_id))
 
-    def cancel(self, job_id: int, *, pending_only: bool = False) -> bool:
+    def cancel(
+        self, job_id: int, *, pending_only: bool = False, tx: Transaction | None = None
+    ) -> bool:
         """Delete a pending or in-flight job, whoever holds it; idempotent.
 
         ``pending_only=True`` leaves a job that a worker already claimed alone (and returns
         ``False``), without a check-then-delete race.
         """
-        return self.db._write(_ops.cancel, int(job_id), pending_only)
+        return self.db._in_tx(tx, _ops.cancel, int(job_id), pending_only)
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         """The job's live row as a dict (``payload`` is the raw JSON text), or ``None``."""

@@ -28,7 +28,7 @@ from ._json import dumps
 from ._watcher import wait_any
 
 if TYPE_CHECKING:
-    from ._database import Database
+    from ._database import Database, Transaction
     from ._watcher import Subscription
     from .locks import _Lock
 
@@ -131,6 +131,7 @@ class Scheduler:
         expires: float | None = None,
         max_attempts: int = 3,
         tz: str | None = None,
+        tx: Transaction | None = None,
     ) -> None:
         """Create or replace schedule ``name``; its next fire is the next boundary after now.
 
@@ -138,14 +139,16 @@ class Scheduler:
         claimable (seconds); ``max_attempts`` is the budget each fired job gets. ``tz``
         (an IANA name such as ``"Europe/Paris"``) evaluates cron fields in that time zone
         instead of the process's local one; it is honoured by honker for Python only
-        (other bindings ticking the same file use their local time zone).
+        (other bindings ticking the same file use their local time zone). With ``tx=`` the
+        schedule commits or rolls back with the caller's transaction.
         """
         if not isinstance(name, str) or not isinstance(queue, str):
             raise TypeError("name and queue must be str")
         expr = _as_schedule(schedule).expr
         if tz is not None:
             _ops.zone(tz)  # validate before writing anything
-        self.db._write(
+        self.db._in_tx(
+            tx,
             _ops.scheduler_register,
             name,
             queue,
@@ -159,18 +162,18 @@ class Scheduler:
         )
         self._registered.add(name)
 
-    def remove(self, name: str) -> bool:
-        """Delete schedule ``name``; ``True`` if it existed."""
+    def remove(self, name: str, tx: Transaction | None = None) -> bool:
+        """Delete schedule ``name``; ``True`` if it existed (``tx=`` joins a transaction)."""
         self._registered.discard(name)
-        return self.db._write(_ops.scheduler_unregister, name) > 0
+        return self.db._in_tx(tx, _ops.scheduler_unregister, name) > 0
 
-    def pause(self, name: str) -> bool:
+    def pause(self, name: str, tx: Transaction | None = None) -> bool:
         """Stop firing ``name`` (kept on disk); ``True`` if it was enabled."""
-        return self.db._write(_ops.scheduler_set_enabled, name, False)
+        return self.db._in_tx(tx, _ops.scheduler_set_enabled, name, False)
 
-    def resume(self, name: str) -> bool:
+    def resume(self, name: str, tx: Transaction | None = None) -> bool:
         """Fire ``name`` again (missed boundaries are caught up); ``True`` if it was paused."""
-        return self.db._write(_ops.scheduler_set_enabled, name, True)
+        return self.db._in_tx(tx, _ops.scheduler_set_enabled, name, True)
 
     def list(self) -> list[dict[str, Any]]:
         """Every schedule ordered by name (``payload`` as raw JSON text, ``enabled`` bool;
@@ -191,6 +194,7 @@ class Scheduler:
         expires: Any = _UNSET,
         max_attempts: Any = _UNSET,
         tz: Any = _UNSET,
+        tx: Transaction | None = None,
     ) -> bool:
         """Change only the given fields, atomically; ``False`` if unknown or nothing given.
 
@@ -217,7 +221,8 @@ class Scheduler:
             and not touch_tz
         ):
             return False
-        return self.db._write(
+        return self.db._in_tx(
+            tx,
             _ops.scheduler_update,
             name,
             expr,
@@ -258,7 +263,7 @@ class Scheduler:
         if self.lock_ttl <= 0 or self.heartbeat_interval <= 0:
             raise ValueError("lock_ttl and heartbeat_interval must be positive")
         db = self.db
-        if not self._registered and db._read(_ops.scheduler_count) == 0:
+        if exit_when_idle and not self._registered and db._read(_ops.scheduler_count) == 0:
             raise RuntimeError(
                 "Scheduler.run(): no registered tasks; add a schedule first "
                 "(scheduler.add(...) or @queue.periodic_task)"
