@@ -4,9 +4,15 @@ Latency: a listener process runs ``db.listen``; this process commits notificatio
 random spacing, each carrying ``time.monotonic()`` (system-wide on Linux) taken just before
 COMMIT; the listener records receive time minus that stamp.
 
+Listener CPU under load: CPU time of the listener process during the latency run (one
+commit every 2-6 ms), per commit and as a share of one core.
+
 Idle CPU: one Database with one idle listener for 5 s, CPU time read from /proc.
 
-Usage: python bench/wake_latency.py [--backend polling] [--n 1000]
+Every watcher backend ("polling", "kernel", "shm") is measured in turn unless ``--backend``
+names one; a backend this machine cannot run is reported and skipped.
+
+Usage: python bench/wake_latency.py [--backend polling|kernel|shm] [--n 1000] [--runs 1]
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ async def main():
     print("READY", flush=True)
     lat = []
     async for note in listener:
+        if note.payload == "warm":
+            continue
         if note.payload == "stop":
             break
         lat.append(time.monotonic() - note.payload)
@@ -59,7 +67,11 @@ asyncio.run(main())
 """
 
 
-def measure_latency(path: str, backend: str, n: int) -> list[float]:
+BACKENDS = ("polling", "kernel", "shm")
+
+
+def measure_latency(path: str, backend: str, n: int) -> tuple[list[float], float, float]:
+    """Wake latencies (s), the listener's CPU seconds and the wall seconds of the run."""
     db = honker.open(path)
     proc = subprocess.Popen(
         [sys.executable, "-c", LISTENER, path, str(n), backend, SRC],
@@ -68,16 +80,22 @@ def measure_latency(path: str, backend: str, n: int) -> list[float]:
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "READY"
+    with db.transaction() as tx:
+        tx.notify("bench", "warm")
     time.sleep(0.2)
     rng = random.Random(42)
+    start_cpu = cpu_seconds(proc.pid)
+    start = time.monotonic()
     for _ in range(n):
         time.sleep(rng.uniform(0.002, 0.006))
         with db.transaction() as tx:
             tx.notify("bench", time.monotonic())
     out = proc.stdout.readline()
+    used = cpu_seconds(proc.pid) - start_cpu
+    elapsed = time.monotonic() - start
     proc.wait(timeout=30)
     db.close()
-    return list(json.loads(out))
+    return list(json.loads(out)), used, elapsed
 
 
 def measure_idle_cpu(path: str, backend: str, seconds: float = 5.0) -> float:
@@ -98,22 +116,48 @@ def measure_idle_cpu(path: str, backend: str, seconds: float = 5.0) -> float:
     return 100.0 * used / elapsed
 
 
+def available(backend: str) -> str | None:
+    """``None`` if ``backend`` can run here, else the reason it cannot."""
+    with temp_db() as path:
+        try:
+            honker.open(path, watcher_backend=backend).close()
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def bench_backend(backend: str, args: argparse.Namespace) -> None:
+    header(f"wake latency, backend={backend}")
+    reason = available(backend)
+    if reason is not None:
+        print(f"skipped: {reason}")
+        return
+    for run in range(args.runs):
+        tag = f"[run {run + 1}/{args.runs}] " if args.runs > 1 else ""
+        with temp_db() as path:
+            lat, used, elapsed = measure_latency(path, backend, args.n)
+            print(f"{tag}notify commit -> listener in another process: {summary_ms(lat)}")
+            print(
+                f"{tag}listener CPU during the run: {1e6 * used / max(1, len(lat)):.0f} us "
+                f"per commit ({100.0 * used / elapsed:.1f} % of one core)"
+            )
+        with temp_db() as path:
+            cpu = measure_idle_cpu(path, backend, args.idle_seconds)
+            print(
+                f"{tag}idle CPU, one Database + one idle listener: {cpu:.2f} % of one core "
+                f"over {args.idle_seconds:.0f} s"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="polling")
+    parser.add_argument("--backend", choices=BACKENDS, default=None)
     parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--idle-seconds", type=float, default=5.0)
-    args = parser.parse_args()
-    header(f"wake latency, backend={args.backend}")
-    with temp_db() as path:
-        lat = measure_latency(path, args.backend, args.n)
-        print(f"notify commit -> listener in another process: {summary_ms(lat)}")
-    with temp_db() as path:
-        cpu = measure_idle_cpu(path, args.backend, args.idle_seconds)
-        print(
-            f"idle CPU, one Database + one idle listener: {cpu:.2f} % of one core "
-            f"over {args.idle_seconds:.0f} s"
-        )
+    args, _ = parser.parse_known_args()
+    for backend in BACKENDS if args.backend is None else (args.backend,):
+        bench_backend(backend, args)
 
 
 if __name__ == "__main__":

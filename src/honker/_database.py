@@ -278,6 +278,10 @@ class _Resources:
             # A transaction is in flight on another thread: it finishes on its own
             # connection, and the thread that releases the writer closes it.
             writer.close_pending = True
+        # Last: a backend's descriptor on the database's files (shm). Closing it drops the
+        # process's POSIX locks on that file, so the backend defers the close while any
+        # other descriptor of it (a still-open SQLite connection) remains.
+        self.watcher.release_files()
 
 
 class Database:

@@ -1,5 +1,9 @@
 """UpdateWatcher: one thread per Database notices every commit to the file and wakes subscribers.
 
+Three backends share this machinery (see ``docs/watchers.md``): ``polling`` (this class),
+and the event-driven ``kernel`` (inotify) and ``shm`` (WAL-index header) in ``_backends``,
+which only change *when* the counter below is read.
+
 The polling backend reads ``PRAGMA data_version`` on a dedicated connection. SQLite bumps
 that counter whenever *another* connection (in this process or any other) commits, in every
 journal mode, and never for rolled-back work. A change fans one wake out to every
@@ -17,9 +21,11 @@ that only writes pays nothing for the watcher.
 
 A dead-man's switch ``os.stat``s the database path about every 100 ms: if the file was
 replaced (device or inode changed) or removed, the watcher dies and every subscriber's next
-wait raises ``RuntimeError`` containing "update watcher died". The watcher never opens the
-database, ``-wal`` or ``-shm`` files itself: closing any descriptor of a file drops the whole
-process's POSIX locks on it, which would silently break SQLite's locking.
+wait raises ``RuntimeError`` containing "update watcher died". The polling and kernel
+watchers never open the database, ``-wal`` or ``-shm`` files themselves: closing any
+descriptor of a file drops the whole process's POSIX locks on it, which would silently break
+SQLite's locking. (The shm backend must open ``-shm``; it keeps that descriptor until no
+other descriptor of the file is left in the process: see ``release_files``.)
 """
 
 from __future__ import annotations
@@ -178,8 +184,36 @@ class Subscription:
             watcher.unsubscribe(self)
 
 
+# Outcome of one data_version read, passed to a backend's ``after_check`` hook.
+SAME = 0  # read fine, no commit since the last read
+CHANGED = 1  # a commit landed: every subscriber was woken
+RETRY = 2  # transient (BUSY/LOCKED, cannot connect): nothing learned, try again soon
+FAILED = 3  # unknown error: connection dropped and everyone woken conservatively
+
+
 class UpdateWatcher:
-    """Polls ``PRAGMA data_version`` on its own connection and wakes every subscriber."""
+    """Polls ``PRAGMA data_version`` on its own connection and wakes every subscriber.
+
+    This class is also the shared machinery of every backend: subscription management,
+    the thread's life cycle (lazy start, idle exit, synchronous baseline on restart), the
+    ``data_version`` check and fan-out, and the dead-man's switch. A backend only decides
+    *when* the counter is worth reading, through three optional callables set in its
+    ``__init__`` (``None`` here, which is the polling behaviour):
+
+    * ``_tick_hint(next_identity) -> bool``: called after each ``poll_interval_s`` tick;
+      ``False`` skips this tick's ``data_version`` read.
+    * ``_event_wait(next_identity) -> bool``: replaces the tick sleep altogether; blocks
+      until something happened or ``next_identity`` (monotonic seconds) is reached.
+    * ``_after_check(result)``: told each read's outcome (``SAME``/``CHANGED``/``RETRY``/
+      ``FAILED``).
+
+    plus the ``_on_start``/``_on_stop``/``_identity_ok``/``_interrupt``/``_release_runtime``
+    and :meth:`release_files` methods. Every wake still goes through the same
+    ``data_version`` comparison, so a backend can at worst make a wake late, never invent
+    one with data or fire for a rolled-back transaction.
+    """
+
+    backend = "polling"
 
     def __init__(
         self,
@@ -196,10 +230,16 @@ class UpdateWatcher:
         self._conn: sqlite3.Connection | None = None
         self._baseline: int | None = None
         self._identity: tuple[int, int] | None = file_identity(path)
+        self._identity_due = False
         self._dead: RuntimeError | None = None
         self._closed = False
         self._stop = threading.Event()
         self._generation = 0
+        self._tick_hint: Callable[[float], bool] | None = None
+        self._event_wait: Callable[[float], bool] | None = None
+        self._after_check: Callable[[int], None] | None = None
+        self._runner: threading.Thread | None = None
+        self._exit_actions: list[Callable[[], None]] = []
 
     # -- subscription management -------------------------------------------------------
     def subscribe(self) -> Subscription:
@@ -228,10 +268,13 @@ class UpdateWatcher:
 
     @property
     def running(self) -> bool:
-        """Whether the poll thread is alive."""
+        """Whether the watcher thread is alive."""
         return self._thread is not None
 
     def _start_locked(self) -> None:
+        # The backend arms its change source first (inotify watch, header snapshot), then
+        # the baseline is read: a commit in between is in the baseline or gets noticed.
+        self._on_start()
         if self._conn is None:
             self._conn = self._connect()
         try:
@@ -249,7 +292,7 @@ class UpdateWatcher:
             name=f"honker-watcher:{os.path.basename(self.path)}",
             daemon=True,
         )
-        self._thread = thread
+        self._thread = self._runner = thread
         thread.start()
 
     @staticmethod
@@ -257,56 +300,120 @@ class UpdateWatcher:
         row = conn.execute("PRAGMA data_version").fetchone()
         return int(row[0])
 
-    # -- the poll loop -----------------------------------------------------------------
+    # -- backend hooks (no-ops for polling) ------------------------------------------------
+    def _on_start(self) -> None:
+        """Arm the change source; called with the lock held, before the baseline read."""
+
+    def _on_stop(self) -> None:
+        """Disarm the change source; called with the lock held when the thread ends."""
+
+    def _identity_ok(self) -> bool:
+        """Whether the watched file is still the one we started with (dead-man's switch)."""
+        return file_identity(self.path) == self._identity
+
+    def _interrupt(self) -> None:
+        """Wake the thread out of ``_event_wait`` (``close()`` calls it after setting stop)."""
+
+    def _release_runtime(self) -> None:
+        """Free the backend's own handles once the thread was joined (``close()``)."""
+
+    def release_files(self) -> None:
+        """Release handles on the database's files; call after every connection closed.
+
+        ``Database.close()`` calls this last, once the writer and readers are closed: a
+        backend holding a descriptor of one of the database's files (``shm``) may only
+        close it then, because closing any descriptor of a file drops every POSIX lock
+        this process holds on it. The polling and kernel backends hold none.
+        """
+
+    def _when_thread_done(self, action: Callable[[], None]) -> None:
+        """Run ``action`` now, or after the loop returned when called on the watcher thread.
+
+        ``close()`` can run on the watcher thread itself (a ``Database`` finalizer started
+        by garbage collection there); the thread then still has one pass of its loop to
+        finish, so handles it may touch (inotify descriptor, ``-shm`` map) are released on
+        its way out rather than under its feet.
+        """
+        if self._runner is not None and self._runner is threading.current_thread():
+            self._exit_actions.append(action)
+        else:
+            action()
+
+    # -- the watcher loop ----------------------------------------------------------------
     def _run(self, generation: int) -> None:
-        interval = self._interval
-        sleep = time.sleep if interval < 0.05 else self._stop.wait
+        try:
+            self._watch(generation)
+        finally:
+            while self._exit_actions:
+                self._exit_actions.pop(0)()
+
+    def _watch(self, generation: int) -> None:
         monotonic = time.monotonic
+        stop = self._stop
+        interval = self._interval
+        sleep = time.sleep if interval < 0.05 else stop.wait
+        tick_hint = self._tick_hint
+        event_wait = self._event_wait
+        after_check = self._after_check
         last = self._baseline
+        conn = self._conn
         next_identity = monotonic() + IDENTITY_CHECK_S
         idle_since: float | None = None
-        conn = self._conn
-        # Sleep to absolute deadlines so the cadence stays at ``interval`` on average:
-        # every wake-up overshoots a little, and relative sleeps would add that each time.
+        # Tick backends sleep to absolute deadlines so the cadence stays at ``interval`` on
+        # average: every wake-up overshoots a little, and relative sleeps would add that.
         deadline = monotonic() + interval
-        while not self._stop.is_set():
-            delay = deadline - monotonic()
-            if delay > 0:
-                sleep(delay)
-            deadline += interval
-            if conn is None:
-                try:
-                    conn = self._conn = self._connect()
-                except sqlite3.Error:
-                    conn = None
-            if conn is not None:
-                try:
-                    version = conn.execute("PRAGMA data_version").fetchone()[0]
-                except sqlite3.OperationalError as exc:
-                    message = str(exc).lower()
-                    if not any(word in message for word in _TRANSIENT):
-                        # Unknown failure: drop the connection, wake everyone once
-                        # (conservatively), and reconnect on the next tick.
+        while not stop.is_set():
+            if event_wait is None:
+                delay = deadline - monotonic()
+                if delay > 0:
+                    sleep(delay)
+                deadline += interval
+                check = tick_hint is None or tick_hint(next_identity)
+            else:
+                check = event_wait(next_identity)
+            if check:
+                result = RETRY
+                if conn is None:
+                    try:
+                        conn = self._conn = self._connect()
+                    except sqlite3.Error:
+                        conn = None
+                if conn is not None:
+                    try:
+                        version = conn.execute("PRAGMA data_version").fetchone()[0]
+                    except sqlite3.OperationalError as exc:
+                        message = str(exc).lower()
+                        if not any(word in message for word in _TRANSIENT):
+                            # Unknown failure: drop the connection, wake everyone once
+                            # (conservatively), and reconnect on the next read. Transient
+                            # BUSY/LOCKED: try again next time, never re-baseline.
+                            self._drop_connection(conn)
+                            conn = None
+                            last = None
+                            self._fan_out()
+                            result = FAILED
+                    except sqlite3.Error:
                         self._drop_connection(conn)
                         conn = None
                         last = None
                         self._fan_out()
-                    version = None
-                except sqlite3.Error:
-                    self._drop_connection(conn)
-                    conn = None
-                    last = None
-                    self._fan_out()
-                    version = None
-                if version is not None and version != last:
-                    last = version
-                    self._fan_out()
+                        result = FAILED
+                    else:
+                        if version != last:
+                            last = version
+                            self._fan_out()
+                            result = CHANGED
+                        else:
+                            result = SAME
+                if after_check is not None:
+                    after_check(result)
             now = monotonic()
             if deadline < now:
                 deadline = now + interval  # fell behind (GIL, suspend): do not burst
-            if now >= next_identity:
+            if now >= next_identity or self._identity_due:
+                self._identity_due = False
                 next_identity = now + IDENTITY_CHECK_S
-                if file_identity(self.path) != self._identity:
+                if not self._identity_ok():
                     self._die(RuntimeError(WATCHER_DIED_MESSAGE))
                     return
                 if self._subs:
@@ -317,6 +424,7 @@ class UpdateWatcher:
                     with self._lock:
                         if not self._subs and self._generation == generation:
                             self._thread = None
+                            self._on_stop()
                             return
 
     def _drop_connection(self, conn: sqlite3.Connection) -> None:
@@ -337,12 +445,16 @@ class UpdateWatcher:
             subs = self._subs
             self._subs = ()
             self._thread = None
+            self._on_stop()
         for sub in subs:
             sub._kill(err)
 
     # -- shutdown ----------------------------------------------------------------------
     def close(self) -> None:
-        """Stop and join the thread; every subscriber's next wait raises. Idempotent."""
+        """Stop and join the thread; every subscriber's next wait raises. Idempotent.
+
+        Leaves handles on the database's files alone: see :meth:`release_files`.
+        """
         with self._lock:
             if self._closed:
                 return
@@ -352,8 +464,10 @@ class UpdateWatcher:
             subs = self._subs
             self._subs = ()
             self._stop.set()
+        self._interrupt()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+        self._when_thread_done(self._release_runtime)
         err = DatabaseClosed(CLOSED_MESSAGE)
         for sub in subs:
             sub._kill(err)
@@ -425,6 +539,12 @@ def create_watcher(
     """
     if backend == "polling":
         return UpdateWatcher(path, connect, poll_interval_s=poll_interval_s)
+    from . import _backends
+
+    if backend == "kernel":
+        return _backends.KernelWatcher.probe(requested, path, connect)
+    if backend == "shm":
+        return _backends.ShmWatcher.probe(requested, path, connect, poll_interval_s)
     raise ValueError(
         f"watcher_backend {requested!r} requires the {backend} watcher, "
         "which is not available in this build"
