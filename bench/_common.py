@@ -67,6 +67,26 @@ def raw_batch_insert_rate(batches: int = 500, per_tx: int = 100) -> float:
     return batches * per_tx / elapsed
 
 
+def raw_live_single_rate(n: int = 20000) -> float:
+    """Commits/s of one-row INSERTs into honker's own ``_honker_live`` schema (3 indexes)."""
+    import honker
+
+    with temp_db() as path:
+        honker.open(path).close()
+        conn = raw_connection(path)
+        start = time.perf_counter()
+        for i in range(n):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "INSERT INTO _honker_live (queue, payload) VALUES ('bench', ?)",
+                (f'{{"i": {i}}}',),
+            )
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+        conn.close()
+    return n / elapsed
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:

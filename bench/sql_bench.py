@@ -20,27 +20,19 @@ import sqlite3
 import statistics
 import time
 
+from queue_bench import enqueue_rates
+
 import honker
-from _common import header, raw_batch_insert_rate, raw_connection, raw_single_insert_rate, temp_db
+from _common import (
+    header,
+    raw_batch_insert_rate,
+    raw_connection,
+    raw_live_single_rate,
+    raw_single_insert_rate,
+    temp_db,
+)
 
 ENQUEUE = "SELECT honker_enqueue('bench', ?, NULL, NULL, 0, 3, NULL)"
-
-
-def raw_live_single_rate(n: int) -> float:
-    with temp_db() as path:
-        honker.open(path).close()
-        conn = raw_connection(path)
-        start = time.perf_counter()
-        for i in range(n):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "INSERT INTO _honker_live (queue, payload) VALUES ('bench', ?)",
-                (json.dumps({"i": i}),),
-            )
-            conn.execute("COMMIT")
-        elapsed = time.perf_counter() - start
-        conn.close()
-    return n / elapsed
 
 
 def raw_live_batch_rate(n: int) -> float:
@@ -84,25 +76,6 @@ def attached_rates(n: int) -> tuple[float, float]:
         count = conn.execute("SELECT COUNT(*) FROM _honker_live").fetchone()[0]
         assert count == n + (n // 100) * 100, count
         conn.close()
-    return single, batched
-
-
-def api_rates(n: int) -> tuple[float, float]:
-    """``queue.enqueue(...)``: own transaction each, and 100 per ``db.transaction()``."""
-    with temp_db() as path:
-        db = honker.open(path)
-        q = db.queue("bench")
-        start = time.perf_counter()
-        for i in range(n):
-            q.enqueue({"i": i})
-        single = n / (time.perf_counter() - start)
-        start = time.perf_counter()
-        for b in range(n // 100):
-            with db.transaction() as tx:
-                for i in range(100):
-                    q.enqueue({"i": b * 100 + i}, tx=tx)
-        batched = (n // 100) * 100 / (time.perf_counter() - start)
-        db.close()
     return single, batched
 
 
@@ -150,7 +123,7 @@ def main() -> None:
         sql_single, sql_batched = attached_rates(n)
         record("sql_single", sql_single)
         record("sql_batched", sql_batched)
-        api_single, api_batched = api_rates(n)
+        api_single, api_batched = enqueue_rates(n)
         record("api_single", api_single)
         record("api_batched", api_batched)
         raw_us, fn_us = call_overhead_us(n)

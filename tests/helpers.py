@@ -142,3 +142,32 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+# A draining worker process: claims (no fallback poll: only wakes deliver work) and acks
+# jobs until it claims "stop" or sees nothing for 5 s, then prints the payloads it acked as
+# JSON. argv: database path, watcher backend, worker id.
+DRAIN_WORKER = """
+import asyncio, json, sys
+import honker
+
+async def main():
+    db = honker.open(sys.argv[1], watcher_backend=sys.argv[2])
+    q = db.queue("work")
+    done = []
+    print("READY", flush=True)
+    claims = q.claim(sys.argv[3], idle_poll_s=None)
+    while True:
+        try:
+            job = await asyncio.wait_for(claims.__anext__(), 5.0)
+        except asyncio.TimeoutError:
+            break
+        if job.payload == "stop":
+            job.ack()
+            break
+        if job.ack():
+            done.append(job.payload)
+    print(json.dumps(done), flush=True)
+
+asyncio.run(main())
+"""

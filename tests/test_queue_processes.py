@@ -13,40 +13,14 @@ from pathlib import Path
 import pytest
 
 import honker
-from helpers import Child
-
-DRAIN_WORKER = """
-import asyncio, json, sys
-import honker
-
-async def main():
-    db = honker.open(sys.argv[1])
-    q = db.queue("work")
-    me = sys.argv[2]
-    done = []
-    print("READY", flush=True)
-    claims = q.claim(me, idle_poll_s=0.5)
-    while True:
-        try:
-            job = await asyncio.wait_for(claims.__anext__(), 3.0)
-        except asyncio.TimeoutError:
-            break
-        if job.payload == "stop":
-            job.ack()
-            break
-        if job.ack():
-            done.append(job.payload)
-    print(json.dumps(done), flush=True)
-
-asyncio.run(main())
-"""
+from helpers import DRAIN_WORKER, Child
 
 
 def test_four_processes_drain_10000_jobs_exactly_once(
     db: honker.Database, db_path: str, children: list[Child]
 ) -> None:
     q = db.queue("work")
-    kids = [Child(DRAIN_WORKER, db_path, f"w{i}") for i in range(4)]
+    kids = [Child(DRAIN_WORKER, db_path, "polling", f"w{i}") for i in range(4)]
     children.extend(kids)
     for kid in kids:
         kid.expect("READY")
@@ -54,6 +28,9 @@ def test_four_processes_drain_10000_jobs_exactly_once(
         with db.transaction() as tx:
             for i in range(start, start + 100):
                 q.enqueue(i, tx=tx)
+    with db.transaction() as tx:
+        for _ in kids:
+            q.enqueue("stop", tx=tx, priority=-1)  # after every real job
     results = [json.loads(kid.readline(timeout=120)) for kid in kids]
     counts = Counter(x for r in results for x in r)
     assert sorted(counts) == list(range(10_000))

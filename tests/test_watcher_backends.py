@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import honker
-from helpers import Child
+from helpers import DRAIN_WORKER, Child
 
 BACKENDS = ["polling", "kernel", "shm"]
 
@@ -223,30 +223,6 @@ async def test_writer_process_restarting(
         assert await next_payload(listener) == f"gen{generation}-b"
 
 
-DRAIN_WORKER = """
-import asyncio, json, sys
-import honker
-
-async def main():
-    db = honker.open(sys.argv[1], watcher_backend=sys.argv[2])
-    q = db.queue("work")
-    done = []
-    print("READY", flush=True)
-    claims = q.claim(sys.argv[3], idle_poll_s=None)
-    while True:
-        try:
-            job = await asyncio.wait_for(claims.__anext__(), 5.0)
-        except asyncio.TimeoutError:
-            break
-        if job.payload == "stop":
-            job.ack()
-            break
-        if job.ack():
-            done.append(job.payload)
-    print(json.dumps(done), flush=True)
-
-asyncio.run(main())
-"""
 
 
 def test_four_worker_processes_drain_without_double_claim(

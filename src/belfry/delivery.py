@@ -161,6 +161,23 @@ class Deliverer:
         with self.db.transaction() as own:
             own.execute(sql, params)
 
+    @staticmethod
+    def _settle(
+        tx: Transaction, job: honker.Job, reminder: dict[str, Any], trigger: str, state: str
+    ) -> None:
+        """A one-off reminder ends in ``state``; a snooze delivery clears the snooze."""
+        if trigger == "once":
+            tx.execute(
+                "UPDATE belfry_reminders SET state = ?, updated_at = ? WHERE id = ? AND job_id = ?",
+                [state, time.time(), reminder["id"], job.id],
+            )
+        elif trigger == "snooze":
+            tx.execute(
+                "UPDATE belfry_reminders SET snoozed_until = NULL WHERE id = ? "
+                "AND snooze_job_id = ?",
+                [reminder["id"], job.id],
+            )
+
     def _delivered(
         self,
         job: honker.Job,
@@ -177,18 +194,7 @@ class Deliverer:
                 "UPDATE belfry_reminders SET delivered_count = delivered_count + 1 WHERE id = ?",
                 [reminder["id"]],
             )
-            if trigger == "once":
-                tx.execute(
-                    "UPDATE belfry_reminders SET state = 'done', updated_at = ? "
-                    "WHERE id = ? AND job_id = ?",
-                    [time.time(), reminder["id"], job.id],
-                )
-            elif trigger == "snooze":
-                tx.execute(
-                    "UPDATE belfry_reminders SET snoozed_until = NULL WHERE id = ? "
-                    "AND snooze_job_id = ?",
-                    [reminder["id"], job.id],
-                )
+            self._settle(tx, job, reminder, trigger, "done")
         log.info(
             "reminder %s delivered to %s (job %s, attempt %s, ntfy id %s)",
             reminder["id"],
@@ -207,8 +213,9 @@ class Deliverer:
         else:
             delay = backoff_delay(self.settings, job.attempts)
         retry_at = int(time.time()) + delay
-        self._finish(attempt_id, "retrying", result, retry_at=retry_at)
-        job.retry(delay, result.error or "retry")
+        with self.db.transaction() as tx:  # the attempt record and the retry commit together
+            self._finish(attempt_id, "retrying", result, retry_at=retry_at, tx=tx)
+            job.retry(delay, result.error or "retry", tx=tx)
         log.warning(
             "reminder %s: attempt %s failed (%s); retrying in %ss",
             reminder_id,
@@ -228,21 +235,10 @@ class Deliverer:
         error = result.error or "delivery failed"
         if result.outcome == "retry":
             error = f"gave up after {job.attempts} attempts: {error}"
-        self._finish(attempt_id, "dead", result, error=error)
-        job.fail(error)
-        with self.db.transaction() as tx:
-            if trigger == "once":
-                tx.execute(
-                    "UPDATE belfry_reminders SET state = 'failed', updated_at = ? "
-                    "WHERE id = ? AND job_id = ?",
-                    [time.time(), reminder["id"], job.id],
-                )
-            elif trigger == "snooze":
-                tx.execute(
-                    "UPDATE belfry_reminders SET snoozed_until = NULL WHERE id = ? "
-                    "AND snooze_job_id = ?",
-                    [reminder["id"], job.id],
-                )
+        with self.db.transaction() as tx:  # record, dead letter and reminder state at once
+            self._finish(attempt_id, "dead", result, error=error, tx=tx)
+            job.fail(error, tx=tx)
+            self._settle(tx, job, reminder, trigger, "failed")
         log.error("reminder %s: delivery dead-lettered: %s", reminder["id"], error)
 
     def _record_skip(self, job: honker.Job, reminder_id: int, trigger: str, why: str) -> None:
