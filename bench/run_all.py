@@ -11,6 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = [
     "wake_latency.py",
     "queue_bench.py",
+    "stream_bench.py",
     "tasks_bench.py",
     "sql_bench.py",
 ]

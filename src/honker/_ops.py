@@ -519,6 +519,16 @@ def stream_read_since(conn: sqlite3.Connection, topic: str, offset: int, limit: 
     ).fetchall()
 
 
+def stream_read_events(conn: sqlite3.Connection, topic: str, offset: int, limit: int) -> list[Row]:
+    """Like :func:`stream_read_since` without the (known) topic: ``(offset, key, payload,
+    created_at)`` rows, for the subscriber's replay loop."""
+    return conn.execute(
+        'SELECT "offset", key, payload, created_at FROM _honker_stream '
+        'WHERE topic = ? AND "offset" > ? ORDER BY "offset" LIMIT ?',
+        (topic, offset, limit),
+    ).fetchall()
+
+
 def stream_save_offset(conn: sqlite3.Connection, consumer: str, topic: str, offset: int) -> bool:
     """Raise a consumer's saved offset (never lowers it); True if inserted or advanced."""
     cur = conn.execute(

@@ -41,19 +41,27 @@ class Event(LazyPayload):
         self._decoded = False
         self._payload: Any = None
 
-    @classmethod
-    def _from_row(cls, row: tuple[Any, ...]) -> Event:
-        event = cls.__new__(cls)
-        event.offset, event.topic, event.key, event._raw, event.created_at = row
-        event._decoded = False
-        event._payload = None
-        return event
-
     def __repr__(self) -> str:
         return (
             f"Event(offset={self.offset}, topic={self.topic!r}, key={self.key!r}, "
             f"payload={self.payload!r})"
         )
+
+
+def _events(topic: str, rows: list[tuple[Any, ...]]) -> list[Event]:
+    """Events from ``(offset, key, payload, created_at)`` rows of one topic (hot loop)."""
+    new = object.__new__
+    out = []
+    for offset, key, raw, created_at in rows:
+        event = new(Event)
+        event.offset = offset
+        event.topic = topic
+        event.key = key
+        event._raw = raw
+        event.created_at = created_at
+        event._decoded = False
+        out.append(event)
+    return out
 
 
 class Stream:
@@ -153,29 +161,29 @@ class StreamSubscription:
         try:
             while not buffer:
                 rows = stream.db._read(
-                    _ops.stream_read_since, stream.name, self._read_pos, REPLAY_BATCH
+                    _ops.stream_read_events, stream.name, self._read_pos, REPLAY_BATCH
                 )
                 if rows:
-                    buffer.extend(Event._from_row(r) for r in rows)
+                    buffer.extend(_events(stream.name, rows))
                     self._read_pos = rows[-1][0]
                     break
                 await self._sub.wait(FALLBACK_WAIT_S)
         except DatabaseClosed:
             self.close()
             raise StopAsyncIteration from None
-        if self.consumer is not None and self._since_save:
-            self._maybe_save()
+        since = self._since_save
+        if since and self.consumer is not None:
+            # Save the offset of the event handed out last (the caller is done with it)
+            # when N events or S seconds have passed since the last save.
+            save_n = self._save_n
+            if (save_n and since >= save_n) or (
+                self._save_s and time.monotonic() - self._saved_at >= self._save_s
+            ):
+                self.flush()
         event = buffer.popleft()
         self._last_yielded = event.offset
         self._since_save += 1
         return event
-
-    def _maybe_save(self) -> None:
-        due = (self._save_n > 0 and self._since_save >= self._save_n) or (
-            self._save_s > 0 and time.monotonic() - self._saved_at >= self._save_s
-        )
-        if due:
-            self.flush()
 
     def flush(self) -> None:
         """Save the offset of the last event handed out now (no-op without a consumer)."""
