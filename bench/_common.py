@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 if SRC not in sys.path:
@@ -85,6 +86,29 @@ def raw_live_single_rate(n: int = 20000) -> float:
         elapsed = time.perf_counter() - start
         conn.close()
     return n / elapsed
+
+
+def write_rates(n: int, make_write: Any) -> tuple[float, float]:
+    """Rates of ``write(i, tx)`` (``write = make_write(db)``) on a fresh database: its own
+    transaction each (``tx=None``), then 100 per ``db.transaction()``.
+    Returns ``(single/s, batched/s)``."""
+    import honker
+
+    with temp_db() as path:
+        db = honker.open(path)
+        write = make_write(db)
+        start = time.perf_counter()
+        for i in range(n):
+            write(i, None)
+        single = n / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for b in range(n // 100):
+            with db.transaction() as tx:
+                for i in range(100):
+                    write(b * 100 + i, tx)
+        batched = (n // 100) * 100 / (time.perf_counter() - start)
+        db.close()
+    return single, batched
 
 
 def percentile(values: list[float], p: float) -> float:

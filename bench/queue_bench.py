@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
 
 import honker
 from _common import (
@@ -24,26 +25,18 @@ from _common import (
     raw_live_single_rate,
     raw_single_insert_rate,
     temp_db,
+    write_rates,
 )
 
 
 def enqueue_rates(n: int) -> tuple[float, float]:
     """``queue.enqueue``: own transaction each, then 100 per ``db.transaction()``."""
-    with temp_db() as path:
-        db = honker.open(path)
+
+    def make(db: honker.Database) -> Callable[[int, honker.Transaction | None], int]:
         q = db.queue("bench")
-        start = time.perf_counter()
-        for i in range(n):
-            q.enqueue({"i": i})
-        single = n / (time.perf_counter() - start)
-        start = time.perf_counter()
-        for b in range(n // 100):
-            with db.transaction() as tx:
-                for i in range(100):
-                    q.enqueue({"i": b * 100 + i}, tx=tx)
-        batched = (n // 100) * 100 / (time.perf_counter() - start)
-        db.close()
-    return single, batched
+        return lambda i, tx: q.enqueue({"i": i}, tx=tx)
+
+    return write_rates(n, make)
 
 
 def fill(db: honker.Database, q: honker.Queue, count: int) -> None:

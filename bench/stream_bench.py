@@ -16,9 +16,10 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import honker
-from _common import SRC, header, raw_single_insert_rate, summary_ms, temp_db
+from _common import SRC, header, raw_single_insert_rate, summary_ms, temp_db, write_rates
 
 SUBSCRIBER = r"""
 import asyncio, json, sys, time
@@ -42,21 +43,13 @@ asyncio.run(main())
 
 
 def publish_rates(n: int) -> tuple[float, float]:
-    with temp_db() as path:
-        db = honker.open(path)
+    """``stream.publish``: own transaction each, then 100 per ``db.transaction()``."""
+
+    def make(db: honker.Database) -> Callable[[int, honker.Transaction | None], None]:
         s = db.stream("bench")
-        start = time.perf_counter()
-        for i in range(n):
-            s.publish({"i": i})
-        single = n / (time.perf_counter() - start)
-        start = time.perf_counter()
-        for b in range(n // 100):
-            with db.transaction() as tx:
-                for i in range(100):
-                    s.publish({"i": b * 100 + i}, tx=tx)
-        batched = (n // 100) * 100 / (time.perf_counter() - start)
-        db.close()
-    return single, batched
+        return lambda i, tx: s.publish({"i": i}, tx=tx)
+
+    return write_rates(n, make)
 
 
 async def replay_rate(n: int) -> float:
