@@ -498,6 +498,40 @@ def _obtain(downloads: Path, pattern: str, force: bool,
 
 
 
+def _peer_artifact(
+    cache_dir: Path,
+    downloads: Path,
+    force: bool,
+    marker: dict[str, object],
+    new_marker: dict[str, object],
+    key: str,
+    *,
+    pattern: str,
+    fetch: Callable[[], Path],
+    extract: Callable[[Path], dict[str, object]],
+    label: str,
+    missing_libs_hint: str,
+) -> tuple[Path | None, str | None, bool]:
+    """One cached peer artifact: ``(path or None, reason when missing, network used)``."""
+    hit_network = False
+    reason: str | None = None
+    entry = marker.get(key)
+    if not _marker_entry_valid(cache_dir, entry):
+        try:
+            entry, hit_network = _obtain(downloads, pattern, force, fetch, extract)
+        except Exception as e:
+            entry = None
+            reason = f"{label} unavailable: {type(e).__name__}: {e}"
+    if not isinstance(entry, dict):
+        return None, reason, hit_network
+    new_marker[key] = entry
+    path = cache_dir / str(entry["path"])
+    if entry.get("ldd_missing"):
+        missing = entry["ldd_missing"]
+        return None, f"{path} has unresolved libraries {missing}{missing_libs_hint}", hit_network
+    return path, None, hit_network
+
+
 def ensure_reference(cache_dir: Path | None = None, *, force: bool = False) -> ReferencePeers:
     """Fetch (if needed) and locate the reference peers.  Never raises for a
     missing peer: the reason is reported in the returned dataclass."""
@@ -520,48 +554,26 @@ def ensure_reference(cache_dir: Path | None = None, *, force: bool = False) -> R
             "versions": {"honker": HONKER_PYPI_VERSION, "node": NODE_PACKAGE_VERSION},
         }
 
-        ext_path: Path | None = None
-        ext_reason: str | None = None
-        entry = marker.get("ext")
-        if not _marker_entry_valid(cache_dir, entry):
-            try:
-                entry, hit_network = _obtain(
-                    downloads, f"honker-{HONKER_PYPI_VERSION}-*.whl", force,
-                    lambda: _fetch_wheel(cache_dir, downloads),
-                    lambda p: _extract_ext(cache_dir, p))
-                fetched = fetched or hit_network
-            except Exception as e:
-                entry = None
-                ext_reason = f"reference extension unavailable: {type(e).__name__}: {e}"
-        if isinstance(entry, dict):
-            new_marker["ext"] = entry
-            ext_path = cache_dir / str(entry["path"])
-            if entry.get("ldd_missing"):
-                ext_reason = f"{ext_path} has unresolved libraries: {entry['ldd_missing']}"
-                ext_path = None
-
-        node_module: Path | None = None
-        node_module_reason: str | None = None
-        entry = marker.get("node_module")
-        if not _marker_entry_valid(cache_dir, entry):
-            try:
-                entry, hit_network = _obtain(
-                    downloads, f"*honker-node-linux-x64-gnu-{NODE_PACKAGE_VERSION}.tgz", force,
-                    lambda: _fetch_npm(cache_dir, downloads),
-                    lambda p: _extract_node(cache_dir, p))
-                fetched = fetched or hit_network
-            except Exception as e:
-                entry = None
-                node_module_reason = f"reference Node module unavailable: {type(e).__name__}: {e}"
-        if isinstance(entry, dict):
-            new_marker["node_module"] = entry
-            node_module = cache_dir / str(entry["path"])
-            if entry.get("ldd_missing"):
-                node_module_reason = (
-                    f"{node_module} has unresolved libraries {entry['ldd_missing']} "
-                    "(it needs the system libsqlite3.so.0: apt-get install libsqlite3-0)"
-                )
-                node_module = None
+        ext_path, ext_reason, hit = _peer_artifact(
+            cache_dir, downloads, force, marker, new_marker, "ext",
+            pattern=f"honker-{HONKER_PYPI_VERSION}-*.whl",
+            fetch=lambda: _fetch_wheel(cache_dir, downloads),
+            extract=lambda p: _extract_ext(cache_dir, p),
+            label="reference extension",
+            missing_libs_hint="",
+        )
+        fetched = fetched or hit
+        node_module, node_module_reason, hit = _peer_artifact(
+            cache_dir, downloads, force, marker, new_marker, "node_module",
+            pattern=f"*honker-node-linux-x64-gnu-{NODE_PACKAGE_VERSION}.tgz",
+            fetch=lambda: _fetch_npm(cache_dir, downloads),
+            extract=lambda p: _extract_node(cache_dir, p),
+            label="reference Node module",
+            missing_libs_hint=(
+                " (it needs the system libsqlite3.so.0: apt-get install libsqlite3-0)"
+            ),
+        )
+        fetched = fetched or hit
 
         if new_marker != marker:
             new_marker["written_at"] = int(time.time())
