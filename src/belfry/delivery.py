@@ -29,7 +29,7 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 import honker
-from honker.worker import WorkerPool
+from honker.worker import Heartbeat, WorkerPool
 
 from .config import Settings
 from .ntfy import Notification, NtfyConfig, NtfyPublisher, PublishResult
@@ -100,7 +100,7 @@ class Deliverer:
             priority=int(reminder["priority"]),
             click=reminder["click"],
         )
-        heartbeat = _Heartbeat(job)
+        heartbeat = Heartbeat(job)
         try:
             result = await self.publisher.publish(note)
         except asyncio.CancelledError:
@@ -273,26 +273,6 @@ def _skip_reason(reminder: dict[str, Any] | None, job_id: int, trigger: str) -> 
 def _tags(raw: Any) -> list[str]:
     value = json.loads(raw) if isinstance(raw, str) else raw
     return [str(t) for t in value] if isinstance(value, list) else []
-
-
-class _Heartbeat:
-    """Extends the job's claim every third of the visibility timeout while it runs."""
-
-    def __init__(self, job: honker.Job) -> None:
-        self.job = job
-        self.interval = max(0.5, job.queue.visibility_timeout_s / 3)
-        self.loop = asyncio.get_running_loop()
-        self.handle = self.loop.call_later(self.interval, self._beat)
-
-    def _beat(self) -> None:
-        try:
-            self.job.heartbeat()
-        except RuntimeError:
-            pass
-        self.handle = self.loop.call_later(self.interval, self._beat)
-
-    def cancel(self) -> None:
-        self.handle.cancel()
 
 
 class DeliveryPool(WorkerPool):

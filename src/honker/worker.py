@@ -126,8 +126,13 @@ def _task_handler(spec: TaskSpec, args: list[Any], kwargs: dict[str, Any]) -> An
     return run_in_thread
 
 
-class _Heartbeat:
-    """Extends a running job's claim every third of its visibility window."""
+class Heartbeat:
+    """Extends a running job's claim every third of its visibility window.
+
+    Start it when the work starts (inside a running event loop) and ``cancel()`` it when
+    the work ends, or use it as ``with Heartbeat(job): await work()``. Stops by itself once
+    the claim is lost (e.g. the job was cancelled).
+    """
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -144,7 +149,14 @@ class _Heartbeat:
             self._handle = self._loop.call_later(self.interval, self._beat)
 
     def cancel(self) -> None:
+        """Stop extending the claim."""
         self._handle.cancel()
+
+    def __enter__(self) -> Heartbeat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
 
 
 class WorkerPool:
@@ -286,8 +298,7 @@ class WorkerPool:
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             job.fail(f"malformed task envelope for {name}: args must be a list, kwargs an object")
             return
-        heartbeat = _Heartbeat(job)
-        try:
+        with Heartbeat(job):
             await run_task(
                 job,
                 _task_handler(spec, args, kwargs),
@@ -298,5 +309,3 @@ class WorkerPool:
                 save_result=spec.store_result,
                 result_ttl=spec.result_ttl_s,
             )
-        finally:
-            heartbeat.cancel()
