@@ -24,4 +24,3 @@ def test_belfry_demo(tmp_path: Path) -> None:
     assert '"title": "Kettle", "message": "Tea is ready"' in out.stdout
     assert out.stdout.count('"message": "stretch"') >= 2
     assert "belfry demo finished OK" in out.stdout
-    assert time.monotonic() - started < 15
