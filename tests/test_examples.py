@@ -6,8 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
+import honker
 from helpers import ROOT, python_env
 
 EXAMPLES = ROOT / "examples"
@@ -46,7 +45,18 @@ def test_tour(tmp_path: Path) -> None:
     assert out.rstrip().endswith("tour finished")
 
 
-@pytest.mark.parametrize("name", ["demo.py"])
-def test_make_demo_script(name: str, tmp_path: Path) -> None:
-    out = run_example(name, tmp_path)
+def test_make_demo_script_leaves_demo_db(tmp_path: Path) -> None:
+    """`make demo` runs demo.py; it leaves ./demo.db with data for the dashboard to show."""
+    (tmp_path / "demo.db").write_text("not a database: an earlier run's file is replaced")
+    out = run_example("demo.py", tmp_path)
     assert "demo finished OK" in out
+    with honker.open(str(tmp_path / "demo.db")) as db:
+        assert set(db.queue_names()) >= {"emails", "health", "webhooks"}
+        webhooks = db.queue("webhooks")
+        stats = webhooks.stats()
+        assert (stats["pending"], stats["delayed"], stats["dead"]) == (2, 1, 1)
+        [dead] = webhooks.list_jobs(state="dead")
+        assert "HTTP 410 Gone" in dead["last_error"]
+        assert db.stream("order-events").get_offset("mailer") == 2
+        [order] = db.query("SELECT total FROM orders WHERE id = 100")
+        assert order["total"] == 4200
