@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx
 
 import honker
 from helpers import ROOT, python_env
@@ -60,3 +64,26 @@ def test_make_demo_script_leaves_demo_db(tmp_path: Path) -> None:
         assert db.stream("order-events").get_offset("mailer") == 2
         [order] = db.query("SELECT total FROM orders WHERE id = 100")
         assert order["total"] == 4200
+    dashboard_command_printed_by_make_demo_works(tmp_path)
+
+
+def dashboard_command_printed_by_make_demo_works(cwd: Path) -> None:
+    """The command `make demo` ends with serves the demo.db it left (on a free port here)."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    [command] = re.findall(r'^\t@echo "  \$\(BIN\)/python (-m honker dashboard \S+)"$',
+                           makefile, re.M)
+    args = [sys.executable, *command.split(), "--port", "0"]
+    with subprocess.Popen(args, cwd=cwd, env=python_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            match = re.search(r" at (http://127\.0\.0\.1:\d+/)", line)
+            assert match, (line, server.stderr.read() if server.stderr else "")
+            page = httpx.get(match.group(1), timeout=30, trust_env=False)
+            assert page.status_code == 200
+            assert "webhooks" in page.text and "order-events" in page.text
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.communicate(timeout=30)
+        assert server.returncode == 0
