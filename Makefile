@@ -11,23 +11,33 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Two distributions: the library (honker-py, this directory) and belfry (honker-belfry,
+# apps/belfry, which depends on the library). Installed together, pip takes the library
+# from this checkout instead of looking it up on PyPI.
+APPS := apps/belfry
+
+$(STAMP): $(BIN)/python pyproject.toml $(APPS)/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e $(APPS)
 	touch $(STAMP)
 
-$(DEMO_STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[belfry]'
+$(DEMO_STAMP): $(BIN)/python pyproject.toml $(APPS)/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dashboard]' -e $(APPS)
 	touch $(DEMO_STAMP)
 
+# Leaves demo.db (gitignored) behind and ends with the command that opens it.
 demo: $(DEMO_STAMP)
-	$(BIN)/python examples/demo.py
 	$(BIN)/python examples/belfry_demo.py
+	@echo
+	$(BIN)/python examples/demo.py demo.db
+	@echo
+	@echo "Open the demo database in the dashboard (Ctrl-C stops it):"
+	@echo "  $(BIN)/python -m honker dashboard demo.db"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src $(APPS)/src
 
 # Debian's Chromium for the dashboard's browser tests (driven by Playwright with
 # executable_path=/usr/bin/chromium; never `playwright install`).

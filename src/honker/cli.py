@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ._dist import install_hint, version_line
+
 DESCRIPTION = """\
 honker keeps your job queue, task runner, event streams, pub/sub and cron schedules
 inside your application's own SQLite file.
@@ -18,7 +20,8 @@ Commands:
   worker      run the @task functions of your app (claims jobs, retries, stores results)
   scheduler   fire your schedules and @periodic_task jobs (one leader among many)
   dashboard   web page showing queues, jobs, streams, schedules and locks (needs the
-              'dashboard' extra: pip install 'honker[dashboard]')
+              'dashboard' extra: pip install 'honker-py[dashboard]', or in a checkout
+              pip install -e '.[dashboard]')
 """
 
 EPILOG = """\
@@ -47,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -258,7 +262,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CliError(
             f"the dashboard needs its optional dependencies ({exc.name or exc}); "
-            "install them with: pip install 'honker[dashboard]'"
+            f"install them with: {install_hint('dashboard')}"
         ) from None
     result: int = serve(
         args.database,
