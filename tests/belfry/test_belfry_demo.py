@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from helpers import ROOT, python_env
 
 
 def test_belfry_demo(tmp_path: Path) -> None:
-    started = time.monotonic()
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "belfry_demo.py")],
         cwd=tmp_path,
