@@ -25,6 +25,7 @@ from ._errors import (
     translate,
 )
 from ._json import dumps
+from ._validate import check_int64_params
 from ._watcher import Subscription, UpdateEvents, UpdateWatcher, create_watcher
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ def check_params(params: Any) -> Sequence[Any]:
                 f"unsupported SQL parameter type: {type(value).__name__} "
                 "(use None, bool, int, float, str or bytes)"
             )
+    check_int64_params(params)
     return params  # type: ignore[no-any-return]
 
 

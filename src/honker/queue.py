@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import _ops
 from ._errors import DatabaseClosed
 from ._json import LazyPayload, dumps
+from ._validate import check_id, check_int64, check_opt_id
 from .results import get_result, save_result, sweep_results, wait_result
 
 if TYPE_CHECKING:
@@ -210,11 +211,11 @@ class Queue:
         With ``tx=`` the ack commits with the caller's writes (e.g. the job's side effects
         in the same database): exactly-once processing for work that stays in the file.
         """
-        return self.db._in_tx(tx, _ops.ack, int(job_id), _check_worker(worker_id))
+        return self.db._in_tx(tx, _ops.ack, check_id(job_id), _check_worker(worker_id))
 
     def ack_batch(self, job_ids: Iterable[int], worker_id: str) -> int:
         """Ack many jobs in one transaction; returns how many were really deleted."""
-        ids = [int(i) for i in job_ids]
+        ids = [check_int64(i, f"job_ids[{n}]") for n, i in enumerate(job_ids)]
         if not ids:
             return 0
         return self.db._write(_ops.ack_batch, json.dumps(ids), _check_worker(worker_id))
@@ -229,17 +230,17 @@ class Queue:
     ) -> bool:
         """Pending again after ``delay_s`` (or dead when the budget is spent); False if lapsed."""
         return self.db._in_tx(
-            tx, _ops.retry, int(job_id), _check_worker(worker_id), int(delay_s), str(error)
+            tx, _ops.retry, check_id(job_id), _check_worker(worker_id), int(delay_s), str(error)
         )
 
     def fail(self, job_id: int, worker_id: str, error: str, tx: Transaction | None = None) -> bool:
         """Dead-letter a held job with ``error``; False if the claim lapsed."""
-        return self.db._in_tx(tx, _ops.fail, int(job_id), _check_worker(worker_id), str(error))
+        return self.db._in_tx(tx, _ops.fail, check_id(job_id), _check_worker(worker_id), str(error))
 
     def heartbeat(self, job_id: int, worker_id: str, extend_s: int | None = None) -> bool:
         """Extend a still-valid claim to now + ``extend_s`` (default: visibility timeout)."""
         extend = self.visibility_timeout_s if extend_s is None else int(extend_s)
-        return self.db._write(_ops.heartbeat, int(job_id), _check_worker(worker_id), extend)
+        return self.db._write(_ops.heartbeat, check_id(job_id), _check_worker(worker_id), extend)
 
     def release(self, job_id: int, worker_id: str) -> bool:
         """Give a held job back at once (pending, due now, attempt not counted).
@@ -247,7 +248,7 @@ class Queue:
         For shutdown paths: the job becomes claimable immediately instead of after the
         visibility timeout. ``False`` if the claim had already lapsed.
         """
-        return self.db._write(_ops.release_claim, int(job_id), _check_worker(worker_id))
+        return self.db._write(_ops.release_claim, check_id(job_id), _check_worker(worker_id))
 
     def cancel(
         self, job_id: int, *, pending_only: bool = False, tx: Transaction | None = None
@@ -257,11 +258,11 @@ class Queue:
         ``pending_only=True`` leaves a job that a worker already claimed alone (and returns
         ``False``), without a check-then-delete race.
         """
-        return self.db._in_tx(tx, _ops.cancel, int(job_id), pending_only)
+        return self.db._in_tx(tx, _ops.cancel, check_id(job_id), pending_only)
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         """The job's live row as a dict (``payload`` is the raw JSON text), or ``None``."""
-        return self.db._read(_ops.get_job, int(job_id))
+        return self.db._read(_ops.get_job, check_id(job_id))
 
     def sweep_expired(self) -> int:
         """Move this queue's expired pending jobs to ``_honker_dead``; returns the count."""
@@ -329,16 +330,16 @@ class Queue:
 
     def find_job(self, job_id: int) -> dict[str, Any] | None:
         """A job of this queue by id, live or dead, with its last error and timestamps."""
-        job = self.db._read(_ops.find_job, int(job_id))
+        job = self.db._read(_ops.find_job, check_id(job_id))
         return job if job is not None and job["queue"] == self.name else None
 
     def retry_dead(self, job_id: int | None = None) -> int:
         """Put one dead job (or all of this queue's) back to pending with a fresh budget."""
-        return self.db._write(_ops.dead_requeue, self.name, None if job_id is None else int(job_id))
+        return self.db._write(_ops.dead_requeue, self.name, check_opt_id(job_id))
 
     def discard_dead(self, job_id: int | None = None) -> int:
         """Delete one dead job (or all of this queue's dead jobs)."""
-        return self.db._write(_ops.dead_discard, self.name, None if job_id is None else int(job_id))
+        return self.db._write(_ops.dead_discard, self.name, check_opt_id(job_id))
 
     def __repr__(self) -> str:
         return (

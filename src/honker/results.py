@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _ops
 from ._json import dumps
+from ._validate import check_id
 
 if TYPE_CHECKING:
     from ._database import Database, Transaction
@@ -26,12 +27,12 @@ def save_result(
     """Upsert ``value`` (JSON) for ``job_id``; ``ttl`` seconds, ``None``/≤0 = never expires."""
     text = dumps(value, "result")
     ttl_s = 0 if ttl is None else int(ttl)
-    db._in_tx(tx, _ops.result_save, int(job_id), text, ttl_s)
+    db._in_tx(tx, _ops.result_save, check_id(job_id), text, ttl_s)
 
 
 def get_result(db: Database, job_id: int) -> tuple[bool, Any]:
     """``(True, value)`` if a live result is stored (value may be None), else ``(False, None)``."""
-    text = db._read(_ops.result_get, int(job_id))
+    text = db._read(_ops.result_get, check_id(job_id))
     if text is None:
         return (False, None)
     return (True, json.loads(text))
@@ -42,7 +43,7 @@ async def wait_result(db: Database, job_id: int, timeout: float | None = None) -
 
     Raises ``TimeoutError`` (``asyncio.TimeoutError``) after ``timeout`` seconds.
     """
-    job_id = int(job_id)
+    job_id = check_id(job_id)
     sub = db._subscribe()
     try:
         deadline = None if timeout is None else time.monotonic() + float(timeout)
