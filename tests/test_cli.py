@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -48,14 +49,29 @@ def start_worker(db_path: str, *args: str) -> Child:
     return child
 
 
-def test_help_is_readable() -> None:
+COMMANDS = ("worker", "scheduler", "stats", "jobs", "job", "retry", "discard", "dashboard")
+
+
+def test_help_is_readable_and_lists_each_command_once() -> None:
     out = cli("--help")
     assert out.returncode == 0
-    for word in ("worker", "scheduler", "dashboard", "module.path:variable", "examples:"):
+    for word in ("module.path:variable", "examples:", "--version"):
         assert word in out.stdout
+    listed = [line.split()[0] for line in out.stdout.splitlines() if line.startswith("  ")]
+    for command in COMMANDS:
+        assert listed.count(command) == 1, (command, out.stdout)
+    assert "{" not in out.stdout and "COMMAND\n" not in out.stdout
     out = cli("worker", "--help")
-    assert "--concurrency" in out.stdout and "--grace-period" in out.stdout
+    for option in ("--concurrency", "--grace-period", "--log-level", "--list", "--queue"):
+        assert option in out.stdout
+    assert "--log-level" in cli("scheduler", "--help").stdout
     assert cli().returncode == 2
+
+
+def test_version() -> None:
+    out = cli("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"honker {honker.__version__}"
 
 
 @pytest.mark.parametrize(
@@ -77,10 +93,13 @@ def test_bad_targets_give_one_line_errors(target: str, message: str) -> None:
 
 def test_list_and_no_tasks(db_path: str, tmp_path: Path) -> None:
     out = cli("worker", "apps.taskapp:db", "--list", env=app_env(db_path))
-    assert out.returncode == 0
+    assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0] == "Registered tasks on apps.taskapp:db:"
-    assert "  add  queue=emails" in lines and "  slow  queue=slow" in lines
+    assert lines[0] == "Tasks on apps.taskapp:db (queues: emails, slow):"
+    assert lines[1].split() == ["TASK", "QUEUE", "ATTEMPTS", "RETRY", "DELAY", "BACKOFF", "TIMEOUT"]
+    assert ["add", "emails", "3", "60s", "none", "none"] in [line.split() for line in lines]
+    assert ["slow", "slow", "3", "60s", "none", "60s"] in [line.split() for line in lines]
+    assert lines[-2:] == ["Schedules feeding these queues:", "  (no schedules)"]
     (tmp_path / "notasks.py").write_text(
         f"import honker\ndb = honker.open({str(tmp_path / 'x.db')!r})\n"
     )
@@ -88,6 +107,32 @@ def test_list_and_no_tasks(db_path: str, tmp_path: Path) -> None:
     env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env['PYTHONPATH']}"
     out = cli("worker", "notasks:db", env=env)
     assert out.returncode == 1 and "no tasks are registered" in out.stderr
+
+
+def test_list_honours_queue_and_shows_retry_settings_and_schedules(db_path: str) -> None:
+    env = app_env(db_path)
+    out = cli("worker", "apps.cliapp:db", "--list", "--queue", "mail", env=env)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert ["send", "mail", "5", "10s", "x2", "45s"] in rows
+    assert ["flaky", "mail", "1", "60s", "none", "none"] in rows
+    assert not any("hourly" in row or "reports" in row for row in rows[1:])
+    assert out.stdout.rstrip().endswith("(no schedules)")
+    out = cli("worker", "apps.cliapp:db", "--list", "--queue", "reports", env=env)
+    assert "send" not in out.stdout
+    assert ["hourly", "reports", "3", "60s", "none", "none"] in rows_of(out.stdout)
+    schedule = rows_of(out.stdout)[-1]
+    assert schedule[:4] == ["hourly", "reports", "@every", "3600s"] and schedule[-1] == "enabled"
+    listing = json.loads(cli("worker", "apps.cliapp:db", "--list", "--json", env=env).stdout)
+    assert listing["queues"] == ["mail", "reports"]
+    send = next(t for t in listing["tasks"] if t["name"] == "send")
+    settings = (send["retries"], send["retry_delay_s"], send["backoff"], send["timeout_s"])
+    assert settings == (5, 10, 2.0, 45)
+    assert [s["name"] for s in listing["schedules"]] == ["hourly"]
+
+
+def rows_of(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines()]
 
 
 def test_cli_worker_runs_tasks_from_another_process(
@@ -109,7 +154,6 @@ print(json.dumps(ids))
         db_path,
     )
     children.append(producer)
-    import json
 
     add_id, greet_id = json.loads(producer.readline())
     assert TaskResult(db, q, add_id).get(timeout=20) == 42

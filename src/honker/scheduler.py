@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .locks import _Lock
 
 MIN_SLEEP_S = 0.1
+_log = logging.getLogger("honker.scheduler")
 
 
 class CronSchedule:
@@ -286,7 +288,9 @@ class Scheduler:
                 if not self._lost:
                     with contextlib.suppress(RuntimeError):
                         lock.release()
+                        _log.info("stepped down: released lock %r", self.lock_name)
             if self._lost:
+                _log.warning("lost leadership: lock %r was taken over", self.lock_name)
                 raise LeadershipLost(
                     f"scheduler lost leadership: lock {self.lock_name!r} is no longer held "
                     f"by owner {lock.owner!r}"
@@ -297,11 +301,16 @@ class Scheduler:
     async def _acquire(
         self, lock: _Lock, sub: Subscription, stop: asyncio.Event, standby: bool
     ) -> bool:
+        announced = False
         while not stop.is_set():
             if lock.acquire():
+                _log.info("became leader: holding lock %r as %s", self.lock_name, lock.owner)
                 return True
             if not standby:
                 raise LockHeld(f"lock {self.lock_name!r} is already held")
+            if not announced:
+                _log.info("standing by: lock %r is held by another scheduler", self.lock_name)
+                announced = True
             expires_at = self.db._read(_ops.lock_expires_at, self.lock_name)
             wait = float(self.lock_ttl) if expires_at is None else expires_at - time.time()
             await wait_any(sub, stop, None, max(MIN_SLEEP_S, min(wait, float(self.lock_ttl))))
