@@ -15,8 +15,7 @@ DIST_NAME = "honker-py"
 def install_hint(extra: str) -> str:
     """How to install the optional dependencies of ``extra``, from PyPI and in a checkout."""
     return (
-        f"pip install '{DIST_NAME}[{extra}]' "
-        f"(in a checkout of honker: pip install -e '.[{extra}]')"
+        f"pip install '{DIST_NAME}[{extra}]' (in a checkout of honker: pip install -e '.[{extra}]')"
     )
 
 

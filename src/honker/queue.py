@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._errors import DatabaseClosed
 from ._json import LazyPayload, dumps
+from ._validate import check_id, check_int64, check_opt_id
 from ._watcher import wait_any
 from .results import get_result, save_result, sweep_results, wait_result
 
@@ -245,11 +246,13 @@ class Queue:
         With ``tx=`` the ack commits with the caller's writes (e.g. the job's side effects
         in the same database): exactly-once processing for work that stays in the file.
         """
-        return bool(self._engine.in_tx(tx, self._ops.ack, int(job_id), _check_worker(worker_id)))
+        return bool(
+            self._engine.in_tx(tx, self._ops.ack, check_id(job_id), _check_worker(worker_id))
+        )
 
     def ack_batch(self, job_ids: Iterable[int], worker_id: str) -> int:
         """Ack many jobs in one transaction; returns how many were really deleted."""
-        ids = [int(i) for i in job_ids]
+        ids = [check_int64(i, f"job_ids[{n}]") for n, i in enumerate(job_ids)]
         if not ids:
             return 0
         return int(
@@ -267,7 +270,12 @@ class Queue:
         """Pending again after ``delay_s`` (or dead when the budget is spent); False if lapsed."""
         return bool(
             self._engine.in_tx(
-                tx, self._ops.retry, int(job_id), _check_worker(worker_id), int(delay_s), str(error)
+                tx,
+                self._ops.retry,
+                check_id(job_id),
+                _check_worker(worker_id),
+                int(delay_s),
+                str(error),
             )
         )
 
@@ -275,7 +283,7 @@ class Queue:
         """Dead-letter a held job with ``error``; False if the claim lapsed."""
         return bool(
             self._engine.in_tx(
-                tx, self._ops.fail, int(job_id), _check_worker(worker_id), str(error)
+                tx, self._ops.fail, check_id(job_id), _check_worker(worker_id), str(error)
             )
         )
 
@@ -283,7 +291,9 @@ class Queue:
         """Extend a still-valid claim to now + ``extend_s`` (default: visibility timeout)."""
         extend = self.visibility_timeout_s if extend_s is None else int(extend_s)
         return bool(
-            self._engine.write(self._ops.heartbeat, int(job_id), _check_worker(worker_id), extend)
+            self._engine.write(
+                self._ops.heartbeat, check_id(job_id), _check_worker(worker_id), extend
+            )
         )
 
     def release(self, job_id: int, worker_id: str) -> bool:
@@ -293,7 +303,7 @@ class Queue:
         visibility timeout. ``False`` if the claim had already lapsed.
         """
         return bool(
-            self._engine.write(self._ops.release_claim, int(job_id), _check_worker(worker_id))
+            self._engine.write(self._ops.release_claim, check_id(job_id), _check_worker(worker_id))
         )
 
     def cancel(
@@ -304,11 +314,11 @@ class Queue:
         ``pending_only=True`` leaves a job that a worker already claimed alone (and returns
         ``False``), without a check-then-delete race.
         """
-        return bool(self._engine.in_tx(tx, self._ops.cancel, int(job_id), pending_only))
+        return bool(self._engine.in_tx(tx, self._ops.cancel, check_id(job_id), pending_only))
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         """The job's live row as a dict (``payload`` is the raw JSON text), or ``None``."""
-        return cast("dict[str, Any] | None", self._engine.read(self._ops.get_job, int(job_id)))
+        return cast("dict[str, Any] | None", self._engine.read(self._ops.get_job, check_id(job_id)))
 
     def sweep_expired(self) -> int:
         """Move this queue's expired pending jobs to ``_honker_dead``; returns the count."""
@@ -376,24 +386,16 @@ class Queue:
 
     def find_job(self, job_id: int) -> dict[str, Any] | None:
         """A job of this queue by id, live or dead, with its last error and timestamps."""
-        job = self._engine.read(self._ops.find_job, int(job_id))
+        job = self._engine.read(self._ops.find_job, check_id(job_id))
         return job if job is not None and job["queue"] == self.name else None
 
     def retry_dead(self, job_id: int | None = None) -> int:
         """Put one dead job (or all of this queue's) back to pending with a fresh budget."""
-        return int(
-            self._engine.write(
-                self._ops.dead_requeue, self.name, None if job_id is None else int(job_id)
-            )
-        )
+        return int(self._engine.write(self._ops.dead_requeue, self.name, check_opt_id(job_id)))
 
     def discard_dead(self, job_id: int | None = None) -> int:
         """Delete one dead job (or all of this queue's dead jobs)."""
-        return int(
-            self._engine.write(
-                self._ops.dead_discard, self.name, None if job_id is None else int(job_id)
-            )
-        )
+        return int(self._engine.write(self._ops.dead_discard, self.name, check_opt_id(job_id)))
 
     def __repr__(self) -> str:
         return (

@@ -280,7 +280,6 @@ class Scheduler:
             lock = self.db.lock(self.lock_name, ttl=int(self.lock_ttl), owner=self.owner)
             if not await self._acquire(lock, sub, stop, standby):
                 return
-            log.info("scheduler became leader (lock %r, owner %s)", self.lock_name, lock.owner)
             self._lost = False
             lost = asyncio.Event()
             heartbeat = asyncio.create_task(self._heartbeat(lock, lost))
@@ -293,7 +292,7 @@ class Scheduler:
                 if not self._lost:
                     with contextlib.suppress(RuntimeError):
                         await engine.arun(lock.release)
-                    log.info("scheduler stopped leading (lock %r released)", self.lock_name)
+                    log.info("scheduler stepped down: released lock %r", self.lock_name)
             if self._lost:
                 log.warning(
                     "scheduler lost leadership: lock %r is no longer held by %s",
@@ -314,6 +313,9 @@ class Scheduler:
         announced = False
         while not stop.is_set():
             if await engine.arun(lock.acquire):
+                log.info(
+                    "scheduler became leader: holding lock %r as %s", self.lock_name, lock.owner
+                )
                 return True
             if not standby:
                 raise LockHeld(f"lock {self.lock_name!r} is already held")

@@ -57,6 +57,8 @@ DELIVERY_STATUSES = ("sending", "delivered", "retrying", "dead", "interrupted", 
 #: Triggers: ``once`` (a one-off's due time), ``schedule`` (a recurring boundary),
 #: ``snooze`` (a snoozed repeat of a recurring reminder), ``manual`` (``belfry send``).
 TRIGGERS = ("once", "schedule", "snooze", "manual")
+#: The largest id SQLite can store (a signed 64-bit integer): a bigger one names nothing.
+MAX_ID = 2**63 - 1
 
 SCHEMA = (
     """
@@ -154,13 +156,15 @@ class Belfry:
 
     # -- reading -------------------------------------------------------------------------
     def _row(self, reminder_id: int) -> dict[str, Any]:
-        rows = self.db.query("SELECT * FROM belfry_reminders WHERE id = ?", [int(reminder_id)])
-        if not rows:
+        row = self.row(reminder_id)
+        if row is None:
             raise NotFound(f"reminder {reminder_id} not found")
-        return rows[0]
+        return row
 
     def row(self, reminder_id: int) -> dict[str, Any] | None:
-        """The raw ``belfry_reminders`` row, or ``None``."""
+        """The raw ``belfry_reminders`` row, or ``None`` (also for an id SQLite cannot hold)."""
+        if not -MAX_ID - 1 <= int(reminder_id) <= MAX_ID:
+            return None
         rows = self.db.query("SELECT * FROM belfry_reminders WHERE id = ?", [int(reminder_id)])
         return rows[0] if rows else None
 
