@@ -292,15 +292,15 @@ class Scheduler:
                 if not self._lost:
                     with contextlib.suppress(RuntimeError):
                         await engine.arun(lock.release)
-                    log.info("scheduler stepped down: released lock %r", self.lock_name)
+                    log.info("stepped down: released lock %r", self.lock_name)
             if self._lost:
                 log.warning(
-                    "scheduler lost leadership: lock %r is no longer held by %s",
+                    "lost leadership: lock %r is no longer held by %s",
                     self.lock_name,
                     lock.owner,
                 )
                 raise LeadershipLost(
-                    f"scheduler lost leadership: lock {self.lock_name!r} is no longer held "
+                    f"lost leadership: lock {self.lock_name!r} is no longer held "
                     f"by owner {lock.owner!r}"
                 )
         finally:
@@ -314,13 +314,13 @@ class Scheduler:
         while not stop.is_set():
             if await engine.arun(lock.acquire):
                 log.info(
-                    "scheduler became leader: holding lock %r as %s", self.lock_name, lock.owner
+                    "became leader: holding lock %r as %s", self.lock_name, lock.owner
                 )
                 return True
             if not standby:
                 raise LockHeld(f"lock {self.lock_name!r} is already held")
             if not announced:
-                log.info("scheduler standing by: lock %r is held elsewhere", self.lock_name)
+                log.info("standing by: lock %r is held elsewhere", self.lock_name)
                 announced = True
             expires_at = await engine.aread(engine.ops.lock_expires_at, self.lock_name)
             wait = float(self.lock_ttl) if expires_at is None else expires_at - time.time()
