@@ -257,6 +257,10 @@ class _QueueRunner:
                         self._start(row)
                     self.full = free > 0 and len(rows) == free
                     next_at = 0 if self.full else next_at_now
+                    if rows:
+                        # Let the new slots start (a quick async task may finish right
+                        # away) before deciding whether to wait.
+                        await asyncio.sleep(0)
                 force = False
                 if self.full and len(self.active) < self.slots:
                     force = True
