@@ -32,6 +32,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 L_co = TypeVar("L_co", covariant=True)
+if TYPE_CHECKING:  # a default (PEP 696) for type checkers: a bare TaskResult is TaskResult[Any]
+    from typing_extensions import TypeVar as _TypeVarWithDefault
+
+    T_co = _TypeVarWithDefault("T_co", covariant=True, default=Any)
+else:
+    T_co = TypeVar("T_co", covariant=True)
 
 __all__ = [
     "ENVELOPE_KEY",
@@ -159,7 +165,7 @@ def encode_call(name: str, args: Any, kwargs: Mapping[str, Any]) -> Any:
     return payload
 
 
-class TaskResult(Generic[R_co]):
+class TaskResult(Generic[T_co]):
     """Handle on an enqueued task call: ``id``, ``get(timeout)``, ``await aget(timeout)``.
 
     Generic in the task's result type: a task on ``def f(...) -> Receipt`` (or ``async def``)
@@ -169,7 +175,7 @@ class TaskResult(Generic[R_co]):
     (``dict``, ``list``, a ``TypedDict``, ``str``, numbers...) for the type to hold.
     """
 
-    def __init__(self: TaskResult[Any], db: Database, queue: Queue, job_id: int) -> None:
+    def __init__(self, db: Database, queue: Queue, job_id: int) -> None:
         self.db = db
         self.queue = queue
         self._id = int(job_id)
@@ -179,12 +185,12 @@ class TaskResult(Generic[R_co]):
         """The job id."""
         return self._id
 
-    async def aget(self, timeout: float | None = None) -> R_co:
+    async def aget(self, timeout: float | None = None) -> T_co:
         """Wait for the stored result (needs ``store_result=True``); ``TimeoutError``."""
-        value: R_co = await self.queue.wait_result(self._id, timeout)
+        value: T_co = await self.queue.wait_result(self._id, timeout)
         return value
 
-    def get(self, timeout: float | None = None) -> R_co:
+    def get(self, timeout: float | None = None) -> T_co:
         """Blocking :meth:`aget`; must not be called from inside a running event loop."""
         try:
             asyncio.get_running_loop()

@@ -115,3 +115,10 @@ async def results_are_awaitable(r: TaskResult[Receipt]) -> int:
     got = await r.aget(timeout=5)
     assert_type(got, Receipt)
     return got["n"]
+
+
+def explicit_parameters(db: honker.Database) -> None:
+    """``TaskResult[T](...)`` keeps ``T``; a bare ``TaskResult(...)`` is ``TaskResult[Any]``."""
+    q = db.queue("typing")
+    assert_type(TaskResult[int](db, q, 1).get(), int)
+    assert_type(TaskResult(db, q, 1).get(), Any)
