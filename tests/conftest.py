@@ -32,3 +32,13 @@ def children() -> Iterator[list[Child]]:
     yield started
     for child in started:
         child.kill()
+
+
+@pytest.fixture
+def clean_registry() -> Iterator[None]:
+    """An empty process-wide task registry for the test; the previous one is restored."""
+    saved = dict(honker.registry()._by_name)
+    honker.registry()._by_name.clear()
+    yield
+    honker.registry()._by_name.clear()
+    honker.registry()._by_name.update(saved)

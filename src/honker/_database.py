@@ -19,11 +19,15 @@ from ._json import dumps
 from ._watcher import UpdateEvents
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
     from .locks import _Lock
     from .notify import Listener
     from .outbox import Outbox
     from .queue import Queue
+    from .scheduler import CronSchedule
     from .stream import Stream
+    from .tasks import PeriodicTaskOptions, TaskDecorator, TaskOptions
 
 __all__ = ["Database", "Transaction", "check_params", "open", "rows_as_dicts"]
 
@@ -187,11 +191,23 @@ class Database:
             return self._outboxes[name]
 
     # -- tasks ---------------------------------------------------------------------------
-    def task(self, queue: str = "default", **options: Any) -> Any:
-        """``db.queue(queue).task(**options)``: note the first argument is the queue name."""
-        return self.queue(queue).task(**options)
+    def task(
+        self,
+        queue: str = "default",
+        *,
+        name: str | None = None,
+        **options: Unpack[TaskOptions],
+    ) -> TaskDecorator:
+        """``db.queue(queue).task(name=name, **options)``: note the first argument is the
+        queue name."""
+        return self.queue(queue).task(name, **options)
 
-    def periodic_task(self, schedule: Any, queue: str = "default", **options: Any) -> Any:
+    def periodic_task(
+        self,
+        schedule: CronSchedule | str,
+        queue: str = "default",
+        **options: Unpack[PeriodicTaskOptions],
+    ) -> TaskDecorator:
         """``db.queue(queue).periodic_task(schedule, **options)``."""
         return self.queue(queue).periodic_task(schedule, **options)
 

@@ -17,7 +17,7 @@ import json
 import time
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from ._errors import DatabaseClosed
 from ._json import LazyPayload, dumps
@@ -26,9 +26,14 @@ from ._watcher import wait_any
 from .results import get_result, save_result, sweep_results, wait_result
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from typing import Unpack
+
     from ._database import Database, Transaction
     from ._engine import Engine
     from ._watcher import Subscription
+    from .scheduler import CronSchedule
+    from .tasks import P, PeriodicTaskOptions, R, TaskDecorator, TaskOptions, _TaskWrapper
 
 DEFAULT_VISIBILITY_TIMEOUT_S = 300
 DEFAULT_MAX_ATTEMPTS = 3
@@ -344,19 +349,35 @@ class Queue:
         return sweep_results(self._engine)
 
     # -- decorators --------------------------------------------------------------------
+    @overload
+    def task(
+        self, name: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> _TaskWrapper[P, R, Coroutine[Any, Any, R]]: ...
+    @overload
+    def task(self, name: Callable[P, R], /) -> _TaskWrapper[P, R, R]: ...
+    @overload
+    def task(self, name: str | None = None, **options: Unpack[TaskOptions]) -> TaskDecorator: ...
     def task(self, name: Any = None, **options: Any) -> Any:
         """Decorator: calling the function enqueues it here and returns a ``TaskResult``.
 
         Options: ``retries`` (default: the queue's max_attempts), ``retry_delay_s`` (60),
         ``backoff`` (1.0: constant delay), ``timeout_s``, ``priority``, ``expires_s``,
         ``store_result`` (True), ``result_ttl_s`` (3600). Usable bare (``@queue.task``).
+        The task keeps the function's signature for type checkers: calling it checks the
+        arguments and returns ``TaskResult[R]`` (``R`` the return type, awaited for an
+        ``async def``).
         """
         from .tasks import task_decorator
 
         return task_decorator(self, name, **options)
 
-    def periodic_task(self, schedule: Any, **options: Any) -> Any:
-        """Decorator registering a task plus a schedule that enqueues it (no arguments)."""
+    def periodic_task(
+        self, schedule: CronSchedule | str, **options: Unpack[PeriodicTaskOptions]
+    ) -> TaskDecorator:
+        """Decorator registering a task plus a schedule that enqueues it (no arguments).
+
+        Typed like :meth:`task`. Options: ``name``, ``scheduler_name``, ``expires_s``,
+        ``priority`` (0), ``store_result`` (False), ``result_ttl_s`` (3600)."""
         from .tasks import periodic_task_decorator
 
         return periodic_task_decorator(self, schedule, **options)
