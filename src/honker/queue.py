@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import _ops
+from . import _observe, _ops
 from ._errors import DatabaseClosed
 from ._json import LazyPayload, dumps
 from .results import get_result, save_result, sweep_results, wait_result
@@ -170,6 +170,8 @@ class Queue:
             self.max_attempts if max_attempts is None else int(max_attempts),
             None if expires is None else int(expires),
         )
+        if _observe.enqueue_hook is not None:  # tracing (honker.tracing) is on
+            return _observe.enqueue_hook(self, args, tx)
         if tx is None:
             return self.db._write(_ops.enqueue, *args)
         return self.db._in_tx(tx, _ops.enqueue, *args)

@@ -18,9 +18,10 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _observe
 from ._errors import DatabaseClosed, Retryable, WatcherDied
 from ._json import dumps
 from ._watcher import wait_any
@@ -46,23 +47,34 @@ def _retry_or_fail(job: Job, retries: int | None, delay_s: int, error: str) -> b
     return job.retry(delay_s, error)
 
 
-def _save_and_ack(job: Job, result: Any, result_ttl: float | None) -> None:
+def _failure_outcome(job: Job, retries: int | None, held: bool) -> str:
+    """'dead', 'retried' or 'lapsed' for a failed attempt (see ``_retry_or_fail``)."""
+    if not held:
+        return "lapsed"
+    spent = job.attempts >= job.max_attempts or (retries is not None and job.attempts >= retries)
+    return "dead" if spent else "retried"
+
+
+def _dead_letter(job: Job, error: str) -> tuple[str, str | None]:
+    return ("dead" if job.fail(error) else "lapsed"), error
+
+
+def _save_and_ack(job: Job, result: Any, result_ttl: float | None) -> bool:
     try:
         text = dumps(result, f"result of job {job.id}")
     except (TypeError, ValueError) as exc:
         print(f"honker: not storing the result of job {job.id}: {exc}", file=sys.stderr)
-        job.ack()
-        return
+        return job.ack()
     from . import _ops
 
     ttl_s = 0 if result_ttl is None else int(result_ttl)
     db = job.queue.db
 
-    def save_then_ack(conn: Any) -> None:
+    def save_then_ack(conn: Any) -> bool:
         _ops.result_save(conn, job.id, text, ttl_s)
-        _ops.ack(conn, job.id, job.worker_id)
+        return _ops.ack(conn, job.id, job.worker_id)
 
-    db._write(save_then_ack)
+    return db._write(save_then_ack)
 
 
 async def run_task(
@@ -75,8 +87,9 @@ async def run_task(
     backoff: float = 1.0,
     save_result: bool = False,
     result_ttl: float = 3600.0,
-) -> None:
-    """Run ``handler(job.payload)`` and record the outcome on the job.
+) -> tuple[str, str | None]:
+    """Run ``handler(job.payload)``, record the outcome on the job and return
+    ``(outcome, error)``: outcome is 'done', 'retried', 'dead' or 'lapsed' (claim lost).
 
     Success: the result is stored (when ``save_result``) and the job acked, in one
     transaction. ``Retryable`` retries after its ``delay_s``; a timeout or any other
@@ -96,19 +109,17 @@ async def run_task(
         raise
     except TimeoutError:
         error = f"timeout after {timeout}s" if timeout is not None else "handler timeout"
-        _retry_or_fail(job, retries, _compute_delay(retry_delay, backoff, job.attempts), error)
-        return
+        delay = _compute_delay(retry_delay, backoff, job.attempts)
     except Retryable as exc:
-        _retry_or_fail(job, retries, exc.delay_s, str(exc))
-        return
+        error, delay = str(exc), exc.delay_s
     except Exception as exc:
         error = f"{exc}\n{traceback.format_exc()}"
-        _retry_or_fail(job, retries, _compute_delay(retry_delay, backoff, job.attempts), error)
-        return
-    if save_result:
-        _save_and_ack(job, result, result_ttl)
+        delay = _compute_delay(retry_delay, backoff, job.attempts)
     else:
-        job.ack()
+        held = _save_and_ack(job, result, result_ttl) if save_result else job.ack()
+        return ("done" if held else "lapsed"), None
+    held = _retry_or_fail(job, retries, delay, error)
+    return _failure_outcome(job, retries, held), error
 
 
 def _task_handler(spec: TaskSpec, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -170,6 +181,7 @@ class WorkerPool:
         registry: TaskRegistry | None = None,
         grace_period_s: float = 30.0,
         idle_poll_s: float | None = 5.0,
+        observers: Sequence[_observe.WorkerObserver] = (),
     ) -> None:
         from .tasks import registry as global_registry
 
@@ -182,6 +194,8 @@ class WorkerPool:
         self.running: dict[str, Job] = {}
         self.abandoned = 0
         self._stopping = asyncio.Event()
+        # observers (honker._observe): registry, metrics, tracing; empty = no overhead
+        self.observers = [*observers, *_observe.default_observers]
 
     def _queues(self) -> list[str]:
         names = self.queue_names if self.queue_names is not None else sorted(self.registry.queues())
@@ -207,6 +221,7 @@ class WorkerPool:
             for i in range(self.concurrency)
         ]
         stop_waiter = asyncio.ensure_future(stop.wait())
+        _observe.notify_pool(self.observers, self, started=True)
         try:
             done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -215,6 +230,7 @@ class WorkerPool:
         finally:
             stop_waiter.cancel()
             await self._shutdown(tasks)
+            _observe.notify_pool(self.observers, self, started=False)
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         self._stopping.set()
@@ -279,27 +295,33 @@ class WorkerPool:
 
     async def dispatch(self, job: Job) -> None:
         """Run the task a claimed job names (or dead-letter the job if it names none)."""
+        if self.observers:
+            await _observe.run_observed(self.observers, job, self._dispatch)
+        else:
+            await self._dispatch(job)
+
+    async def _dispatch(self, job: Job) -> tuple[str, str | None]:
         try:
             payload = job.payload
         except ValueError as exc:
-            job.fail(f"payload is not valid JSON: {exc}")
-            return
+            return _dead_letter(job, f"payload is not valid JSON: {exc}")
         envelope = payload.get(ENVELOPE_KEY) if isinstance(payload, dict) else None
         if not isinstance(envelope, dict):
-            job.fail(RAW_PAYLOAD_ERROR)
-            return
+            return _dead_letter(job, RAW_PAYLOAD_ERROR)
         name = envelope.get("task")
         spec = self.registry.get(name) if isinstance(name, str) else None
         if spec is None:
-            job.fail(f"unknown task: {name}. Registered tasks: {self.registry.names()}")
-            return
+            return _dead_letter(
+                job, f"unknown task: {name}. Registered tasks: {self.registry.names()}"
+            )
         args = envelope.get("args") or []
         kwargs = envelope.get("kwargs") or {}
         if not isinstance(args, list) or not isinstance(kwargs, dict):
-            job.fail(f"malformed task envelope for {name}: args must be a list, kwargs an object")
-            return
+            return _dead_letter(
+                job, f"malformed task envelope for {name}: args must be a list, kwargs an object"
+            )
         with Heartbeat(job):
-            await run_task(
+            return await run_task(
                 job,
                 _task_handler(spec, args, kwargs),
                 timeout=spec.timeout_s,
