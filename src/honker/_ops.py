@@ -1112,9 +1112,10 @@ METRICS_OUTCOMES_SQL = (
     "FROM _honker_stats WHERE bucket > unixepoch() - 86400 GROUP BY queue"
 )
 METRICS_CONSUMERS_SQL = (
-    'SELECT c.topic, c.name, c."offset", '
-    '(SELECT COUNT(*) FROM _honker_stream s WHERE s.topic = c.topic AND s."offset" > c."offset") '
-    "FROM _honker_stream_consumers c ORDER BY c.topic, c.name"
+    'SELECT topic, name, "offset", (SELECT COUNT(*) FROM _honker_stream '
+    "WHERE _honker_stream.topic = _honker_stream_consumers.topic "
+    'AND _honker_stream."offset" > _honker_stream_consumers."offset") '
+    "FROM _honker_stream_consumers ORDER BY topic, name"
 )
 METRICS_QUERIES = (
     METRICS_PENDING_SQL,
