@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -24,6 +26,17 @@ def app_env(db_path: str, **extra: str) -> dict[str, str]:
     env.pop("HONKER_OTEL", None)
     env.update(extra)
     return env
+
+
+def cli(db_path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m honker ARGS`` run to completion (``$HONKER_TEST_DB`` = ``db_path``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "honker", *args],
+        capture_output=True,
+        text=True,
+        env=app_env(db_path),
+        timeout=60,
+    )
 
 
 def start_worker(

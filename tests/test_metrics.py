@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from obs_support import CLI, app_env, eventually, metrics_url, read_url, start_worker
+from obs_support import CLI, app_env, cli, eventually, metrics_url, read_url, start_worker
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -151,22 +151,10 @@ def test_metrics_cli_serves_database_gauges_until_sigint(
 
 
 def test_metrics_cli_bad_input(db_path: str) -> None:
-    import subprocess
-    import sys
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "honker", *args],
-            capture_output=True,
-            text=True,
-            env=app_env(db_path),
-            timeout=60,
-        )
-
-    missing = run("metrics", db_path, "--port", "0")
+    missing = cli(db_path, "metrics", db_path, "--port", "0")
     assert missing.returncode == 2 and "no database file" in missing.stderr
     honker.open(db_path).close()
-    port = run("metrics", db_path, "--port", "70000")
+    port = cli(db_path, "metrics", db_path, "--port", "70000")
     assert port.returncode == 2 and "invalid port 70000" in port.stderr
 
 

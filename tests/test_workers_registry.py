@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from obs_support import app_env, eventually, start_worker
+from obs_support import cli, eventually, start_worker
 
 import honker
 from helpers import Child
@@ -17,16 +15,6 @@ from honker.tasks import encode_call
 from honker.workers import LiveWorkers, list_workers
 
 HEARTBEAT = "0.5"
-
-
-def cli(db_path: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "honker", *args],
-        capture_output=True,
-        text=True,
-        env=app_env(db_path),
-        timeout=60,
-    )
 
 
 def by_pid(db: honker.Database, include_gone: bool = False) -> dict[int, dict[str, object]]:

@@ -1,8 +1,7 @@
 """Live workers: every worker process registers itself in the database and heartbeats.
 
 ``LiveWorkers`` is a :class:`~honker._observe.WorkerObserver`: pass it to a pool
-(``WorkerPool(db, observers=[LiveWorkers(db)])`` or
-``db.run_workers(observers=[LiveWorkers(db)])``); ``python -m honker worker`` adds it
+(``WorkerPool(db, observers=[LiveWorkers(db)])``); ``python -m honker worker`` adds it
 unless ``--no-register`` is given. At pool start it writes one row to the extra table
 ``_honker_workers`` (host, pid, queues, concurrency, start time), refreshes ``last_seen``
 and the ids of the jobs it is running every ``heartbeat_s`` seconds, and deletes its row
