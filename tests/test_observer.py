@@ -13,22 +13,16 @@ from typing import Any
 import pytest
 
 import honker
-from honker import registry
 from honker._observe import WorkerObserver
 from honker.queue import Job
-from honker.tasks import encode_call
+from honker.tasks import TaskRegistry, TaskSpec, encode_call
 from honker.worker import WorkerPool
 
 current = contextvars.ContextVar[int | None]("current", default=None)
 
 
-@pytest.fixture(autouse=True)
-def clean_registry() -> Iterator[None]:
-    saved = dict(registry()._by_name)
-    registry()._by_name.clear()
-    yield
-    registry()._by_name.clear()
-    registry()._by_name.update(saved)
+def enqueue_call(q: honker.Queue, name: str) -> int:
+    return q.enqueue(encode_call(name, [], {}))
 
 
 class Recorder(WorkerObserver):
@@ -71,36 +65,39 @@ async def test_every_outcome_is_reported_once(
     db: honker.Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     q = db.queue("obs")
+    tasks = TaskRegistry()  # private: the process-wide registry stays untouched
     seen_in_thread: list[int | None] = []
     release = asyncio.Event()
 
-    @q.task(name="ok")
     def ok() -> str:
         seen_in_thread.append(current.get())  # the context reaches the task's thread
         return "fine"
 
-    @q.task(name="flaky", retries=2, retry_delay_s=3600)
     def flaky() -> None:
         raise ValueError("not yet")
 
-    @q.task(name="hang", timeout_s=60)
     async def hang() -> None:
         release.set()
         await asyncio.sleep(3600)
 
-    done, retried = ok(), flaky()
+    tasks.register(TaskSpec("ok", ok, "obs"))
+    tasks.register(TaskSpec("flaky", flaky, "obs", retries=2, retry_delay_s=3600))
+    tasks.register(TaskSpec("hang", hang, "obs", timeout_s=60))
+    done, retried = enqueue_call(q, "ok"), enqueue_call(q, "flaky")
     raw = q.enqueue({"not": "a task"})
-    unknown = q.enqueue(encode_call("missing", [], {}))
+    unknown = enqueue_call(q, "missing")
     caplog.set_level(logging.WARNING, logger="honker.observe")
     recorder = Recorder()
-    pool = WorkerPool(db, concurrency=1, grace_period_s=0, observers=[Broken(), recorder])
+    pool = WorkerPool(
+        db, concurrency=1, registry=tasks, grace_period_s=0, observers=[Broken(), recorder]
+    )
     stop = asyncio.Event()
     runner = asyncio.create_task(pool.run(stop))
     for _ in range(400):
         if len(recorder.events) >= 5:
             break
         await asyncio.sleep(0.05)
-    hung = hang()
+    hung = enqueue_call(q, "hang")
     await asyncio.wait_for(release.wait(), 30)
     stop.set()
     await asyncio.wait_for(runner, 30)
@@ -108,34 +105,35 @@ async def test_every_outcome_is_reported_once(
     assert recorder.events[0] == ("started",) and recorder.events[-1] == ("stopped",)
     finished = {e[0]: e[1:] for e in recorder.events[1:-1]}
     assert len(finished) == len(recorder.events) - 2  # each job reported once
-    assert finished[done.id] == ("ok", "done", None)
-    assert finished[retried.id] == ("flaky", "retried", "not yet")
+    assert finished[done] == ("ok", "done", None)
+    assert finished[retried] == ("flaky", "retried", "not yet")
     assert finished[raw] == (None, "dead", "raw (non-decorated) payload on a decorated-task queue")
     assert finished[unknown][:2] == ("missing", "dead")
-    assert finished[hung.id] == ("hang", "released", None)
-    assert seen_in_thread == [done.id]
-    assert await done.aget(timeout=5) == "fine"  # the broken observer failed nothing
+    assert finished[hung] == ("hang", "released", None)
+    assert seen_in_thread == [done]
+    assert q.get_result(done) == (True, "fine")  # the broken observer failed nothing
     for hook in ("pool_started", "job_context", "job_finished"):
         assert f"failed in {hook} (ignored)" in caplog.text
 
 
 async def test_lapsed_claim_is_reported_as_lapsed(db: honker.Database) -> None:
     q = db.queue("obs")
+    tasks = TaskRegistry()
     started = asyncio.Event()
     finish = asyncio.Event()
 
-    @q.task(name="slow")
     async def slow() -> None:
         started.set()
         await finish.wait()
 
-    call = slow()
+    tasks.register(TaskSpec("slow", slow, "obs"))
+    call = enqueue_call(q, "slow")
     recorder = Recorder()
-    pool = WorkerPool(db, concurrency=1, observers=[recorder])
+    pool = WorkerPool(db, concurrency=1, registry=tasks, observers=[recorder])
     stop = asyncio.Event()
     runner = asyncio.create_task(pool.run(stop))
     await asyncio.wait_for(started.wait(), 30)
-    assert q.cancel(call.id)  # deleted under the worker: its ack finds no claim
+    assert q.cancel(call)  # deleted under the worker: its ack finds no claim
     finish.set()
     for _ in range(400):
         if len(recorder.events) >= 2:
@@ -143,7 +141,7 @@ async def test_lapsed_claim_is_reported_as_lapsed(db: honker.Database) -> None:
         await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(runner, 30)
-    assert recorder.events[1] == (call.id, "slow", "lapsed", None)
+    assert recorder.events[1] == (call, "slow", "lapsed", None)
 
 
 async def test_a_pool_without_observers_reports_nothing(db: honker.Database) -> None:
