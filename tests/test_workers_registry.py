@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,29 @@ def test_live_workers_rejects_non_numbers(db: honker.Database) -> None:
         LiveWorkers(db, heartbeat_s="5")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="heartbeat_s must be a number"):
         LiveWorkers(db, heartbeat_s=True)
+
+
+EXTRAS = ("_honker_workers", "_honker_job_trace", "_honker_dead_queue")
+
+
+def _objects(path: str) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+
+
+def test_an_older_file_gets_the_extra_tables_once_then_open_writes_nothing(db_path: str) -> None:
+    honker.open(db_path).close()
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("DROP TABLE _honker_workers")
+    conn.execute("DROP TABLE _honker_job_trace")
+    conn.execute("DROP INDEX _honker_dead_queue")
+    assert not set(EXTRAS) & _objects(db_path)
+    honker.open(db_path).close()  # an older file: created at open
+    assert set(EXTRAS) <= _objects(db_path)
+    before = conn.execute("PRAGMA data_version").fetchone()[0]
+    honker.open(db_path).close()  # up to date: a pure read
+    assert conn.execute("PRAGMA data_version").fetchone()[0] == before
+    conn.close()
