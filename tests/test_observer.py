@@ -147,3 +147,22 @@ async def test_lapsed_claim_is_reported_as_lapsed(db: honker.Database) -> None:
 async def test_a_pool_without_observers_reports_nothing(db: honker.Database) -> None:
     pool = WorkerPool(db, queues=["obs"])
     assert pool.observers == []
+
+
+async def test_a_run_that_raises_is_reported_lapsed_and_the_error_propagates(
+    db: honker.Database,
+) -> None:
+    from honker._observe import run_observed
+
+    q = db.queue("obs")
+    job_id = enqueue_call(q, "anything")
+    job = q.claim_one("w")
+    assert job is not None and job.id == job_id
+    recorder = Recorder()
+
+    async def failing(job: Job) -> tuple[str, str | None]:
+        raise RuntimeError("database is locked")
+
+    with pytest.raises(RuntimeError, match="database is locked"):
+        await run_observed([recorder], job, failing)
+    assert recorder.events == [(job_id, "anything", "lapsed", "RuntimeError: database is locked")]

@@ -110,8 +110,9 @@ async def run_observed(
     """Run ``run(job)`` (which returns ``(outcome, error)``) inside every observer's
     ``job_context``, then report the outcome to each ``job_finished``.
 
-    A cancelled run (shutdown) is reported as ``'released'`` and the cancellation
-    propagates.
+    A cancelled run (shutdown) is reported as ``'released'``; a run that raised (its
+    outcome could not be written, e.g. the database stayed locked) as ``'lapsed'``: the
+    claim will lapse. Either way the exception propagates.
     """
     task_name = task_name_of(job)
     outcome, error = "released", None
@@ -123,7 +124,11 @@ async def run_observed(
                     stack.enter_context(observer.job_context(job, task_name))
                 except Exception:
                     _warn(observer, "job_context")
-            outcome, error = await run(job)
+            try:
+                outcome, error = await run(job)
+            except Exception as exc:
+                outcome, error = "lapsed", f"{type(exc).__name__}: {exc}"
+                raise
     finally:
         duration = time.perf_counter() - start
         for observer in observers:

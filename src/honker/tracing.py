@@ -15,6 +15,8 @@ without an SDK the API's no-op tracer makes every span free.
   ``honker.task.name``, ``honker.job.attempt`` and ``honker.job.outcome``; a failed
   attempt sets the span status to ERROR. Sync tasks run in a thread with the span as the
   current span, so spans they open are its children.
+* The worker reads a job's stored context with one primary-key read when the job
+  starts (only with tracing on).
 * Trace rows of jobs that left the queue (acked, dead-lettered, cancelled) are pruned by
   tracing workers in small batches (500 rows a step, every 100 finished jobs or 30 s).
 """
