@@ -898,7 +898,7 @@ SHARED_TABLES = {
     "_honker_stream",
     "_honker_stream_consumers",
 }
-EXTRA_TABLES = {"_honker_stats", "_honker_scheduler_tz"}
+EXTRA_TABLES = {"_honker_stats", "_honker_scheduler_tz", "_honker_workers", "_honker_job_trace"}
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:

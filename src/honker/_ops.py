@@ -1078,3 +1078,171 @@ def locks_info(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 def notifications_count(conn: sqlite3.Connection) -> int:
     """Rows in ``_honker_notifications`` (never pruned automatically)."""
     return int(conn.execute("SELECT COUNT(*) FROM _honker_notifications").fetchone()[0])
+
+
+# -- live workers, metrics, tracing (extra tables) --
+# _honker_workers (honker.workers), _honker_job_trace (honker.tracing) and the scrape
+# queries of honker.metrics. Every scrape query reads through an index (see the test that
+# checks EXPLAIN QUERY PLAN): no scan of _honker_live, _honker_dead or _honker_stream.
+
+WORKER_COLUMNS = (
+    "id",
+    "host",
+    "pid",
+    "queues",
+    "concurrency",
+    "heartbeat_s",
+    "started_at",
+    "last_seen",
+    "running",
+    "alive",
+)
+# A worker is gone after three missed heartbeats (and at least 2 s: times are whole seconds).
+_WORKER_ALIVE = "last_seen >= unixepoch() - MAX(3 * heartbeat_s, 2)"
+# Gone workers' rows are kept this long (to show them as gone), then pruned.
+WORKER_PRUNE_AFTER_S = 3600
+
+
+def worker_register(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    host: str,
+    pid: int,
+    queues_json: str,
+    concurrency: int,
+    heartbeat_s: float,
+) -> None:
+    """Insert (or replace) this worker's row, and prune rows of long-gone workers."""
+    conn.execute(
+        "INSERT OR REPLACE INTO _honker_workers "
+        "(id, host, pid, queues, concurrency, heartbeat_s, started_at, last_seen, running) "
+        "VALUES (?, ?, ?, ?, ?, ?, unixepoch(), unixepoch(), '[]')",
+        (worker_id, host, pid, queues_json, concurrency, heartbeat_s),
+    )
+    worker_prune(conn)
+
+
+def worker_heartbeat(conn: sqlite3.Connection, worker_id: str, running_json: str) -> bool:
+    """Refresh ``last_seen`` and the running job ids; False if the row was pruned."""
+    cur = conn.execute(
+        "UPDATE _honker_workers SET last_seen = unixepoch(), running = ? WHERE id = ?",
+        (running_json, worker_id),
+    )
+    return cur.rowcount > 0
+
+
+def worker_deregister(conn: sqlite3.Connection, worker_id: str) -> bool:
+    """Delete this worker's row (clean stop)."""
+    return conn.execute("DELETE FROM _honker_workers WHERE id = ?", (worker_id,)).rowcount > 0
+
+
+def worker_prune(conn: sqlite3.Connection, older_than_s: int = WORKER_PRUNE_AFTER_S) -> int:
+    """Delete rows of workers not seen for ``older_than_s`` seconds."""
+    return conn.execute(
+        "DELETE FROM _honker_workers WHERE last_seen < unixepoch() - ?", (older_than_s,)
+    ).rowcount
+
+
+def workers_list(conn: sqlite3.Connection, include_gone: bool) -> list[Row]:
+    """Worker rows per WORKER_COLUMNS (``alive`` computed), oldest first."""
+    where = "" if include_gone else f" WHERE {_WORKER_ALIVE}"
+    return conn.execute(
+        f"SELECT id, host, pid, queues, concurrency, heartbeat_s, started_at, last_seen, "
+        f"running, {_WORKER_ALIVE} FROM _honker_workers{where} ORDER BY started_at, id"
+    ).fetchall()
+
+
+def workers_alive_count(conn: sqlite3.Connection) -> int:
+    """Number of live workers (heartbeat seen within three intervals)."""
+    return int(
+        conn.execute(f"SELECT COUNT(*) FROM _honker_workers WHERE {_WORKER_ALIVE}").fetchone()[0]
+    )
+
+
+def job_trace_save(conn: sqlite3.Connection, job_id: int, carrier_json: str) -> None:
+    """Store the trace context of a job (same transaction as its enqueue)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO _honker_job_trace (job_id, carrier) VALUES (?, ?)",
+        (job_id, carrier_json),
+    )
+
+
+def job_trace_get(conn: sqlite3.Connection, job_id: int) -> str | None:
+    """The stored trace context of a job, or None."""
+    row = conn.execute(
+        "SELECT carrier FROM _honker_job_trace WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def job_trace_prune(conn: sqlite3.Connection, after_id: int, limit: int) -> tuple[int, int]:
+    """Delete trace rows of jobs that left ``_honker_live`` (acked, dead, cancelled) among
+    the next ``limit`` rows after job id ``after_id``.
+
+    Returns ``(deleted, next_after_id)``; ``next_after_id`` is 0 once the end is reached, so
+    repeated calls walk the table in bounded steps and wrap around.
+    """
+    rows = conn.execute(
+        "SELECT job_id, EXISTS (SELECT 1 FROM _honker_live WHERE id = job_id) "
+        "FROM _honker_job_trace WHERE job_id > ? ORDER BY job_id LIMIT ?",
+        (after_id, limit),
+    ).fetchall()
+    gone = [r[0] for r in rows if not r[1]]
+    if gone:
+        conn.executemany("DELETE FROM _honker_job_trace WHERE job_id = ?", [(i,) for i in gone])
+    next_after = rows[-1][0] if len(rows) == limit else 0
+    return len(gone), next_after
+
+
+# Scrape queries of honker.metrics: rows (queue, ...) grouped per queue.
+METRICS_PENDING_SQL = (
+    "SELECT queue, SUM(run_at <= unixepoch()), SUM(run_at > unixepoch()), "
+    "MIN(run_at), unixepoch() "
+    "FROM _honker_live INDEXED BY _honker_live_pending_deadline "
+    "WHERE state = 'pending' GROUP BY queue"
+)
+METRICS_PROCESSING_SQL = (
+    "SELECT queue, COUNT(*) FROM _honker_live INDEXED BY _honker_live_processing_deadline "
+    "WHERE state = 'processing' GROUP BY queue"
+)
+METRICS_DEAD_SQL = (
+    "SELECT queue, COUNT(*) FROM _honker_dead INDEXED BY _honker_dead_queue GROUP BY queue"
+)
+METRICS_OUTCOMES_SQL = (
+    "SELECT queue, "
+    "SUM(CASE WHEN bucket > unixepoch() - 60 THEN done ELSE 0 END), "
+    "SUM(CASE WHEN bucket > unixepoch() - 60 THEN dead ELSE 0 END), "
+    "SUM(CASE WHEN bucket > unixepoch() - 3600 THEN done ELSE 0 END), "
+    "SUM(CASE WHEN bucket > unixepoch() - 3600 THEN dead ELSE 0 END), "
+    "SUM(done), SUM(dead) "
+    "FROM _honker_stats WHERE bucket > unixepoch() - 86400 GROUP BY queue"
+)
+METRICS_CONSUMERS_SQL = (
+    'SELECT topic, name, "offset", (SELECT COUNT(*) FROM _honker_stream '
+    "WHERE _honker_stream.topic = _honker_stream_consumers.topic "
+    'AND _honker_stream."offset" > _honker_stream_consumers."offset") '
+    "FROM _honker_stream_consumers ORDER BY topic, name"
+)
+METRICS_QUERIES = (
+    METRICS_PENDING_SQL,
+    METRICS_PROCESSING_SQL,
+    METRICS_DEAD_SQL,
+    METRICS_OUTCOMES_SQL,
+    METRICS_CONSUMERS_SQL,
+)
+
+
+def metrics_snapshot(conn: sqlite3.Connection) -> dict[str, list[Row]]:
+    """Everything one metrics scrape needs, in one read transaction (a consistent view)."""
+    conn.execute("BEGIN")
+    try:
+        return {
+            "pending": conn.execute(METRICS_PENDING_SQL).fetchall(),
+            "processing": conn.execute(METRICS_PROCESSING_SQL).fetchall(),
+            "dead": conn.execute(METRICS_DEAD_SQL).fetchall(),
+            "outcomes": conn.execute(METRICS_OUTCOMES_SQL).fetchall(),
+            "consumers": conn.execute(METRICS_CONSUMERS_SQL).fetchall(),
+            "workers": [(workers_alive_count(conn),)],
+        }
+    finally:
+        conn.execute("COMMIT")

@@ -282,3 +282,39 @@ def install_jobs_view(conn: sqlite3.Connection) -> None:
     conn.execute(JOBS_VIEW_DDL)
     for stmt in LEGACY_CLEANUP:
         conn.execute(stmt)
+
+
+# -- live workers, metrics, tracing (extra tables) --
+# Extra state of this library only (other bindings ignore it). Appended to EXTRA_DDL and
+# to the objects is_complete() expects, so bootstrap() creates them on a new file, an older
+# file gets them once (one write transaction at open), and an up-to-date file is not
+# written on open.
+OBSERVE_DDL: tuple[str, ...] = (
+    # one row per running worker process (honker.workers); pruned once long gone
+    """CREATE TABLE IF NOT EXISTS _honker_workers (
+      id TEXT PRIMARY KEY,
+      host TEXT NOT NULL,
+      pid INTEGER NOT NULL,
+      queues TEXT NOT NULL DEFAULT '[]',
+      concurrency INTEGER NOT NULL DEFAULT 1,
+      heartbeat_s REAL NOT NULL DEFAULT 5,
+      started_at INTEGER NOT NULL DEFAULT (unixepoch()),
+      last_seen INTEGER NOT NULL DEFAULT (unixepoch()),
+      running TEXT NOT NULL DEFAULT '[]'
+    )""",
+    # W3C trace context of a traced job, written with its enqueue (honker.tracing)
+    """CREATE TABLE IF NOT EXISTS _honker_job_trace (
+      job_id INTEGER PRIMARY KEY,
+      carrier TEXT NOT NULL
+    )""",
+    # dead jobs counted per queue without a table scan (metrics, dashboard); an extra
+    # index on the shared table, maintained by SQLite for every binding's writes
+    """CREATE INDEX IF NOT EXISTS _honker_dead_queue ON _honker_dead(queue)""",
+)
+
+EXTRA_DDL = (*EXTRA_DDL, *OBSERVE_DDL)
+_EXPECTED_OBJECTS = _EXPECTED_OBJECTS | {
+    "_honker_workers",
+    "_honker_job_trace",
+    "_honker_dead_queue",
+}

@@ -241,6 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument(
         "--read-only", action="store_true", help="show data only; disable every action"
     )
+    _add_observe_commands(sub, worker)
     return parser
 
 
@@ -425,6 +426,7 @@ async def _run_worker(args: argparse.Namespace, db: Any, queues: list[str]) -> i
         concurrency=concurrency,
         registry=reg,
         grace_period_s=args.grace_period,
+        observers=_worker_observers(args, db),
     )
     stop = asyncio.Event()
     _install_signals(asyncio.get_running_loop(), stop, pool)
@@ -765,3 +767,201 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"honker: error: {exc}", file=sys.stderr)
         return 1
+
+
+# -- observability: `workers`, `metrics`, worker --metrics-port/--otel/--no-register -------
+
+
+def _add_observe_commands(sub: Any, worker: argparse.ArgumentParser) -> None:
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="P",
+        help="serve Prometheus metrics (this worker's counters and the database gauges) "
+        "on this port (needs the 'metrics' extra; 0 picks a free port)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address of the metrics endpoint (default 127.0.0.1)",
+    )
+    worker.add_argument(
+        "--otel",
+        action="store_true",
+        help="trace jobs with OpenTelemetry (needs the 'otel' extra; same as HONKER_OTEL=1)",
+    )
+    worker.add_argument(
+        "--no-register",
+        action="store_true",
+        help="do not list this process in the live workers table (_honker_workers)",
+    )
+    worker.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds between live-worker heartbeats (default 5; gone after 3 missed)",
+    )
+
+    workers = sub.add_parser(
+        "workers",
+        help="list live worker processes",
+        description="List the worker processes registered in the database: host, pid, "
+        "queues, concurrency, start time, last heartbeat and the jobs they are running.",
+    )
+    workers.add_argument("database", metavar="DB", help="path of the SQLite database file")
+    workers.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    workers.add_argument(
+        "--all", action="store_true", help="also list crashed workers not pruned yet"
+    )
+
+    metrics = sub.add_parser(
+        "metrics",
+        help="serve Prometheus metrics of a database",
+        description="Serve the database's queue, stream and worker gauges in Prometheus "
+        "text format at http://HOST:PORT/metrics until SIGINT/SIGTERM (needs the "
+        f"'metrics' extra: {install_hint('metrics')}).",
+    )
+    metrics.add_argument("database", metavar="DB", help="path of the SQLite database file")
+    metrics.add_argument("--port", type=int, required=True, help="port (0 picks a free one)")
+    metrics.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+
+
+def _import_metrics() -> Any:
+    try:
+        from . import metrics
+    except ImportError:
+        raise CliError(
+            f"metrics need prometheus_client; install it with: {install_hint('metrics')}"
+        ) from None
+    return metrics
+
+
+def _check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise CliError(f"invalid port {port}: expected 0..65535")
+
+
+def _worker_observers(args: argparse.Namespace, db: Any) -> list[Any]:
+    observers: list[Any] = []
+    if args.otel:
+        try:
+            from . import tracing
+        except ImportError:
+            raise CliError(
+                f"--otel needs opentelemetry-api; install it with: {install_hint('otel')}"
+            ) from None
+        tracing.enable()
+    if not args.no_register:
+        from .workers import LiveWorkers
+
+        try:
+            observers.append(LiveWorkers(db, heartbeat_s=args.heartbeat_interval))
+        except ValueError as exc:
+            raise CliError(f"--heartbeat-interval: {exc}") from None
+    if args.metrics_port is not None:
+        _check_port(args.metrics_port)
+        metrics = _import_metrics()
+        counters = metrics.WorkerMetrics()
+        counters.registry.register(metrics.DatabaseCollector(db))
+        try:
+            server = metrics.serve_metrics(counters.registry, args.metrics_host, args.metrics_port)
+        except OSError as exc:
+            raise CliError(
+                f"cannot listen on {args.metrics_host}:{args.metrics_port}: {exc}"
+            ) from None
+        print(
+            f"honker worker: metrics at http://{args.metrics_host}:{server.server_port}/metrics",
+            flush=True,
+        )
+        observers.append(counters)
+    return observers
+
+
+def _open_existing(path: str) -> Any:
+    import honker
+
+    if not os.path.isfile(path):
+        raise CliError(f"no database file at {path!r}")
+    return honker.open(path)
+
+
+def _ago(now: float, then: int) -> str:
+    return f"{max(0, int(now - then))}s ago"
+
+
+def _cmd_workers(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from .workers import list_workers
+
+    db = _open_existing(args.database)
+    try:
+        rows = list_workers(db, include_gone=args.all)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no live workers")
+        return 0
+    now = time.time()
+    table = [("ID", "HOST", "PID", "QUEUES", "CONC", "STARTED", "LAST SEEN", "STATE", "RUNNING")]
+    for w in rows:
+        table.append(
+            (
+                w["id"],
+                w["host"],
+                str(w["pid"]),
+                ",".join(w["queues"]),
+                str(w["concurrency"]),
+                _ago(now, w["started_at"]),
+                _ago(now, w["last_seen"]),
+                "alive" if w["alive"] else "gone",
+                ",".join(str(i) for i in w["running"]) or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    _check_port(args.port)
+    metrics = _import_metrics()
+    db = _open_existing(args.database)
+    try:
+        try:
+            server = metrics.serve_metrics(metrics.database_registry(db), args.host, args.port)
+        except OSError as exc:
+            raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+        print(
+            f"honker metrics: serving {args.database} at "
+            f"http://{args.host}:{server.server_port}/metrics",
+            flush=True,
+        )
+        stopped = asyncio.Event()
+
+        async def wait() -> None:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stopped.set)
+            await stopped.wait()
+
+        asyncio.run(wait())
+        server.shutdown()
+    finally:
+        db.close()
+    print("honker metrics: stopped", flush=True)
+    return 0
+
+
+HANDLERS["workers"] = _cmd_workers
+HANDLERS["metrics"] = _cmd_metrics

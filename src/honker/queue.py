@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast, overload
 
+from . import _observe
 from ._errors import DatabaseClosed
 from ._json import LazyPayload, dumps
 from ._validate import check_id, check_int64, check_opt_id
@@ -180,6 +181,8 @@ class Queue:
             self.max_attempts if max_attempts is None else int(max_attempts),
             None if expires is None else int(expires),
         )
+        if _observe.enqueue_hook is not None:  # tracing (honker.tracing) is on
+            return _observe.enqueue_hook(self, args, tx)
         return int(self._engine.in_tx(tx, self._ops.enqueue, *args))
 
     # -- claiming ----------------------------------------------------------------------

@@ -313,9 +313,7 @@ class Scheduler:
         announced = False
         while not stop.is_set():
             if await engine.arun(lock.acquire):
-                log.info(
-                    "became leader: holding lock %r as %s", self.lock_name, lock.owner
-                )
+                log.info("became leader: holding lock %r as %s", self.lock_name, lock.owner)
                 return True
             if not standby:
                 raise LockHeld(f"lock {self.lock_name!r} is already held")

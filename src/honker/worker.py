@@ -198,6 +198,17 @@ class Heartbeat:
         self.cancel()
 
 
+def _task_name(job: Job) -> str | None:
+    """The task a job's envelope names (``None`` for a raw or undecodable payload)."""
+    try:
+        payload = job.payload
+    except ValueError:
+        return None
+    envelope = payload.get(ENVELOPE_KEY) if isinstance(payload, dict) else None
+    name = envelope.get("task") if isinstance(envelope, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def _first_line(error: Any) -> str:
     text = str(error or "")
     return text.splitlines()[0] if text else ""
@@ -328,7 +339,8 @@ class _QueueRunner:
         try:
             task_name, outcome = await self.pool._execute(job)
         except asyncio.CancelledError:
-            outcome = ("release", job.id, None, SHUTDOWN_ERROR)
+            task_name = _task_name(job)
+            outcome = ("release", job.id, None, None)
             raise
         except (WatcherDied, DatabaseClosed):
             raise
@@ -437,7 +449,12 @@ class WorkerPool:
         self.concurrency = max(1, int(concurrency or os.cpu_count() or 1))
         self.grace_period_s = grace_period_s
         self.idle_poll_s = idle_poll_s
-        self.observers: list[WorkerObserver] = list(observers)
+        from . import _observe
+
+        given = list(observers)
+        self.observers: list[WorkerObserver] = given + [
+            o for o in _observe.default_observers if o not in given
+        ]
         self.running: dict[int, Job] = {}
         self.abandoned = 0
         self._stopping = asyncio.Event()
@@ -517,7 +534,7 @@ class WorkerPool:
         name = envelope.get("task")
         spec = self.registry.get(name) if isinstance(name, str) else None
         if spec is None:
-            return None, (
+            return (name if isinstance(name, str) else None), (
                 "dead",
                 job.id,
                 None,
@@ -537,7 +554,7 @@ class WorkerPool:
                 try:
                     stack.enter_context(observer.job_context(job, name))
                 except Exception:
-                    log.exception("observer %r failed to enter job_context", observer)
+                    log.exception("observer %r failed in job_context (ignored)", observer)
             outcome = await _run_handler(
                 job,
                 self._handler(spec, args, kwargs),
@@ -582,6 +599,8 @@ class WorkerPool:
     def _report(self, runner: _QueueRunner, finished: list[_Finished], applied: list[bool]) -> None:
         for item, ok in zip(finished, applied, strict=False):
             kind, job_id, arg, error = item.outcome
+            if kind == "done":
+                error = None
             job = item.job
             name = item.task_name or "-"
             if not ok:
@@ -620,11 +639,11 @@ class WorkerPool:
                 try:
                     observer.job_finished(job, item.task_name, result, item.duration_s, error)
                 except Exception:
-                    log.exception("observer %r failed in job_finished", observer)
+                    log.exception("observer %r failed in job_finished (ignored)", observer)
 
     def _notify(self, method: str, *args: Any) -> None:
         for observer in self.observers:
             try:
                 getattr(observer, method)(*args)
             except Exception:
-                log.exception("observer %r failed in %s", observer, method)
+                log.exception("observer %r failed in %s (ignored)", observer, method)
