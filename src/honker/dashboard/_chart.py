@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-WIDTH = 640
+WIDTH = 800
 HEIGHT = 150
 LEFT = 40  # room for the y-axis labels
 BOTTOM = 18  # room for the time labels
