@@ -12,6 +12,7 @@ import itertools
 import re
 import signal
 import sqlite3
+from pathlib import Path
 
 import pytest
 from dashboard_support import LOCAL, csrf_token
@@ -195,7 +196,11 @@ def test_exception_type_in_lists_and_traceback_on_the_job_page(
 
 
 def test_errors_traceback_and_chart_from_a_real_worker_process(
-    db: honker.Database, db_path: str, client: TestClient, children: list[Child]
+    db: honker.Database,
+    db_path: str,
+    client: TestClient,
+    children: list[Child],
+    tmp_path: Path,
 ) -> None:
     q = db.queue("obs")
     done_ids = [q.enqueue(encode_call("quick", [i], {})) for i in range(3)]
@@ -242,6 +247,9 @@ def test_errors_traceback_and_chart_from_a_real_worker_process(
     assert '<p id="workers-summary"><a href="/workers"><strong>1</strong> worker process alive' in (
         client.get("/").text
     )
+    waiting = q.enqueue(encode_call("wait_for", [str(tmp_path / "never")], {}))
+    running = f'<a href="/queues/obs/jobs/{waiting}"><code>{waiting}</code></a>'
+    eventually(lambda: running in client.get("/workers").text, what="the running job linked")
     worker.proc.send_signal(signal.SIGKILL)
     worker.proc.wait(timeout=10)
     gone = eventually(
