@@ -1258,6 +1258,7 @@ _TASK_OF_PAYLOAD = (
     "CASE WHEN json_valid(payload) THEN json_extract(payload, '$.__honker_task__.task') END"
 )
 TASK_NAMES_LIMIT = 200
+TASK_NAMES_SCAN = 5000
 
 
 def _jobs_of_task(
@@ -1293,10 +1294,18 @@ def dashboard_count_jobs(
 
 
 def dashboard_task_names(conn: sqlite3.Connection, queue: str) -> list[str]:
-    """The distinct task names of ``queue``'s live and dead jobs, sorted (at most 200)."""
+    """The distinct task names among ``queue``'s newest live and dead jobs, sorted.
+
+    Looks at the newest ``TASK_NAMES_SCAN`` rows of each table (a bounded read however
+    long the queue) and returns at most ``TASK_NAMES_LIMIT`` names.
+    """
+    live, dead = (
+        f"SELECT {_TASK_OF_PAYLOAD} AS task FROM (SELECT payload FROM {table} "
+        f"WHERE queue = ? ORDER BY id DESC LIMIT {TASK_NAMES_SCAN})"
+        for table in ("_honker_live", "_honker_dead")
+    )
     rows = conn.execute(
-        f"SELECT task FROM (SELECT {_TASK_OF_PAYLOAD} AS task FROM _honker_live WHERE queue = ? "
-        f"UNION SELECT {_TASK_OF_PAYLOAD} FROM _honker_dead WHERE queue = ?) "
+        f"SELECT DISTINCT task FROM ({live} UNION ALL {dead}) "
         "WHERE typeof(task) = 'text' ORDER BY task LIMIT ?",
         (queue, queue, TASK_NAMES_LIMIT),
     ).fetchall()
