@@ -8,6 +8,18 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
 
+def check_str(value: Any, name: str, *, optional: bool = False) -> Any:
+    """``value`` if it is a ``str`` (or ``None`` when ``optional``), else a ``TypeError``.
+
+    Every "must be a str" message of the public API has this one shape:
+    ``"<name> must be a str, not <type>"`` (``"a str or None"`` when optional).
+    """
+    if isinstance(value, str) or (optional and value is None):
+        return value
+    wanted = "a str or None" if optional else "a str"
+    raise TypeError(f"{name} must be {wanted}, not {type(value).__name__}")
+
+
 def check_int64(value: Any, name: str) -> int:
     """``value`` as an ``int`` that SQLite can store (signed 64-bit), else a clear error.
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 from . import _observe
 from ._errors import DatabaseClosed
 from ._json import LazyPayload, dumps
-from ._validate import check_id, check_int64, check_opt_id
+from ._validate import check_id, check_int64, check_opt_id, check_str
 from ._watcher import wait_any
 from .results import get_result, save_result, sweep_results, wait_result
 
@@ -41,15 +41,11 @@ DEFAULT_MAX_ATTEMPTS = 3
 
 
 def _check_name(name: Any, what: str = "queue name") -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"{what} must be a str, not {type(name).__name__}")
-    return name
+    return str(check_str(name, what))
 
 
 def _check_worker(worker_id: Any) -> str:
-    if not isinstance(worker_id, str):
-        raise TypeError(f"worker_id must be a str, not {type(worker_id).__name__}")
-    return worker_id
+    return str(check_str(worker_id, "worker_id"))
 
 
 class Job(LazyPayload):

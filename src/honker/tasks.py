@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypedDict, 
 from ._errors import UnknownTaskError
 from ._json import dumps
 from ._retry import backoff_delay
+from ._validate import check_str
 
 if TYPE_CHECKING:
     from ._database import Database, Transaction
@@ -333,8 +334,7 @@ def task_decorator(
     used bare, as ``@queue.task``). ``Queue.task`` carries the precise types."""
     if callable(name):  # used as @queue.task without parentheses
         return task_decorator(queue)(name)
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"task name must be a str, not {type(name).__name__}")
+    check_str(name, "task name", optional=True)
     if backoff <= 0:
         raise ValueError("backoff must be positive")
 
