@@ -409,13 +409,14 @@ class Queue:
         job = self._engine.read(self._ops.find_job, check_id(job_id))
         return job if job is not None and job["queue"] == self.name else None
 
-    def retry_dead(self, job_id: int | None = None) -> int:
-        """Put one dead job (or all of this queue's) back to pending with a fresh budget."""
-        return int(self._engine.write(self._ops.dead_requeue, self.name, check_opt_id(job_id)))
+    def retry_dead(self, job_id: int | None = None, tx: Transaction | None = None) -> int:
+        """Put one dead job (or all of this queue's) back to pending with a fresh budget
+        (``tx=`` joins a transaction)."""
+        return int(self._engine.in_tx(tx, self._ops.dead_requeue, self.name, check_opt_id(job_id)))
 
-    def discard_dead(self, job_id: int | None = None) -> int:
-        """Delete one dead job (or all of this queue's dead jobs)."""
-        return int(self._engine.write(self._ops.dead_discard, self.name, check_opt_id(job_id)))
+    def discard_dead(self, job_id: int | None = None, tx: Transaction | None = None) -> int:
+        """Delete one dead job (or all of this queue's dead jobs); ``tx=`` joins a transaction."""
+        return int(self._engine.in_tx(tx, self._ops.dead_discard, self.name, check_opt_id(job_id)))
 
     def __repr__(self) -> str:
         return (

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import DatabaseClosed, Retryable, WatcherDied
 from ._json import dumps
-from ._retry import backoff_delay
+from ._retry import backoff_delay as backoff_delay  # public: honker.worker.backoff_delay
 from .queue import wait_for_work
 from .tasks import ENVELOPE_KEY, TaskRegistry, TaskSpec
 
