@@ -78,25 +78,22 @@ def huey_worker_cmd(workers: int, quiet: bool) -> list[str]:
     return [*cmd, "-q"] if quiet else cmd
 
 
+class WorkerFailed(RuntimeError):
+    """A worker process under test exited or stalled; carries the tail of its log."""
+
+
 @contextmanager
-def worker_process(cmd: list[str], path: str, honker_cli: bool) -> Iterator[subprocess.Popen[str]]:
-    """Run ``cmd`` with ``BENCH_DB=path``. The honker CLI is handed over once it printed its
-    banner (its stderr is kept); Huey's log output is discarded. Stopped with SIGTERM on
-    exit (killed if it has not gone after 30 s)."""
-    proc = subprocess.Popen(
-        cmd,
-        env=_env(path),
-        cwd=HERE,
-        stdout=subprocess.PIPE if honker_cli else subprocess.DEVNULL,
-        stderr=None if honker_cli else subprocess.DEVNULL,
-        text=True,
-    )
+def worker_process(cmd: list[str], path: str) -> Iterator[subprocess.Popen[str]]:
+    """Run ``cmd`` with ``BENCH_DB=path``, its stdout and stderr going to a log file beside
+    the database (both systems alike). Stopped with SIGTERM on exit (killed if it has not
+    gone after 30 s)."""
+    log_path = path + ".worker.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            cmd, env=_env(path), cwd=HERE, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+    proc.log_path = log_path  # type: ignore[attr-defined]
     try:
-        if honker_cli:
-            assert proc.stdout is not None
-            banner = proc.stdout.readline()
-            if not banner.startswith("honker worker"):
-                raise RuntimeError(f"worker did not start: {banner!r}")
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -105,6 +102,14 @@ def worker_process(cmd: list[str], path: str, honker_cli: bool) -> Iterator[subp
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def check_alive(proc: subprocess.Popen[str], what: str) -> None:
+    """Raise :class:`WorkerFailed` (with its log's tail) if ``proc`` has exited."""
+    if proc.poll() is not None:
+        with open(proc.log_path) as f:  # type: ignore[attr-defined]
+            tail = f.read()[-2000:]
+        raise WorkerFailed(f"{what}: worker exited with {proc.returncode}:\n{tail}")
 
 
 def stat_cpu_seconds(pid: int) -> float:
@@ -159,7 +164,9 @@ def fill_rate(n: int, send: Callable[[int], Any]) -> float:
     return n / (time.perf_counter() - start)
 
 
-def drain_rate(path: str, count_sql: str, n: int, timeout: float = 300.0) -> float:
+def drain_rate(
+    proc: subprocess.Popen[str], path: str, count_sql: str, n: int, timeout: float = 120.0
+) -> float:
     """Results/s stored by a running worker, from the first stored result to the ``n``-th
     (polled every 5 ms with a plain sqlite3 read)."""
     conn = sqlite3.connect(path, timeout=30)
@@ -176,8 +183,9 @@ def drain_rate(path: str, count_sql: str, n: int, timeout: float = 300.0) -> flo
                 first = (now, count)
             if count >= n:
                 break
+            check_alive(proc, f"draining, {count}/{n} results")
             if now - last_progress > timeout:
-                raise RuntimeError(f"worker stalled at {count}/{n} results")
+                raise WorkerFailed(f"worker stalled at {count}/{n} results")
             time.sleep(0.005)
         assert first is not None
         return (n - first[1]) / max(1e-9, now - first[0])
@@ -195,16 +203,48 @@ class Figures:
     latency: dict[str, list[float]] = field(default_factory=dict)
 
 
+def throughput(
+    cmd: list[str], path: str, send: Callable[[int], Any], count_sql: str, n: int
+) -> tuple[float, float]:
+    """(enqueue calls/s, worker tasks/s): ``n`` sends, then ``cmd`` drains them."""
+    enq = fill_rate(n, send)
+    with worker_process(cmd, path) as proc:
+        rate = drain_rate(proc, path, count_sql, n)
+    return enq, rate
+
+
+def idle_and_latency(
+    cmd: list[str],
+    path: str,
+    sends: dict[str, Callable[[int], Any]],
+    started_at: Callable[[Any], float],
+    idle_seconds: float,
+    latency_n: int,
+) -> tuple[Idle, dict[str, list[float]]]:
+    """Start ``cmd``; once it has run one probe task, its idle CPU; then enqueue -> handler
+    latency of each task in ``sends`` (tasks returning their start time) on that worker."""
+    with worker_process(cmd, path) as proc:
+        probe = next(iter(sends.values()))(-1)
+        try:
+            started_at(probe)
+        except Exception:
+            check_alive(proc, "probe task")
+            raise
+        idle = idle_cpu(proc.pid, idle_seconds)
+        lat = {kind: handler_latency(send, started_at, latency_n) for kind, send in sends.items()}
+        check_alive(proc, "latency run")
+    return idle, lat
+
+
 def honker_throughput(n: int, task: str, concurrency: int) -> tuple[float, float]:
     """(enqueue calls/s, worker CLI tasks/s) for ``n`` calls of task ``task``."""
     with temp_db() as path:
         db = honker.open(path)
         send = _honker_app.tasks(db)[task]
-        enq = fill_rate(n, send)
-        db.close()
-        with worker_process(honker_worker_cmd(concurrency), path, True):
-            rate = drain_rate(path, HONKER_RESULTS_SQL, n)
-    return enq, rate
+        try:
+            return throughput(honker_worker_cmd(concurrency), path, send, HONKER_RESULTS_SQL, n)
+        finally:
+            db.close()
 
 
 def honker_small_json_rate(n: int) -> float:
@@ -223,15 +263,18 @@ def honker_idle_and_latency(
     ``kinds`` ("stamp", "astamp") on that same worker."""
     with temp_db() as path:
         db = honker.open(path)
-        sends = _honker_app.tasks(db)
-        with worker_process(honker_worker_cmd(concurrency), path, True) as proc:
-            idle = idle_cpu(proc.pid, idle_seconds)
-            lat = {
-                kind: handler_latency(sends[kind], lambda r: float(r.get(timeout=30)), latency_n)
-                for kind in kinds
-            }
-        db.close()
-    return idle, lat
+        tasks = _honker_app.tasks(db)
+        try:
+            return idle_and_latency(
+                honker_worker_cmd(concurrency),
+                path,
+                {kind: tasks[kind] for kind in kinds},
+                lambda r: float(r.get(timeout=30)),
+                idle_seconds,
+                latency_n,
+            )
+        finally:
+            db.close()
 
 
 def huey_throughput(n: int, quiet: bool) -> tuple[float, float]:
@@ -239,10 +282,7 @@ def huey_throughput(n: int, quiet: bool) -> tuple[float, float]:
 
     with temp_db() as path:
         _, tasks = make_huey(path)
-        enq = fill_rate(n, tasks["noop"])
-        with worker_process(huey_worker_cmd(4, quiet), path, False):
-            rate = drain_rate(path, HUEY_RESULTS_SQL, n)
-    return enq, rate
+        return throughput(huey_worker_cmd(4, quiet), path, tasks["noop"], HUEY_RESULTS_SQL, n)
 
 
 def huey_idle_and_latency(idle_seconds: float, latency_n: int) -> tuple[Idle, list[float]]:
@@ -250,12 +290,15 @@ def huey_idle_and_latency(idle_seconds: float, latency_n: int) -> tuple[Idle, li
 
     with temp_db() as path:
         _, tasks = make_huey(path)
-        with worker_process(huey_worker_cmd(4, quiet=False), path, False) as proc:
-            idle = idle_cpu(proc.pid, idle_seconds)
-            lat = handler_latency(
-                tasks["stamp"], lambda r: float(r.get(blocking=True, timeout=30)), latency_n
-            )
-    return idle, lat
+        idle, lat = idle_and_latency(
+            huey_worker_cmd(4, quiet=False),
+            path,
+            {"stamp": tasks["stamp"]},
+            lambda r: float(r.get(blocking=True, timeout=30)),
+            idle_seconds,
+            latency_n,
+        )
+    return idle, lat["stamp"]
 
 
 def ratio(ours: float, theirs: float | None, target: str = "") -> str:
@@ -286,24 +329,28 @@ def main() -> None:
 
     ours, theirs, theirs_quiet = Figures(), Figures(), Figures()
     header(f"honker and Huey 3.5, same run: {args.n:,} no-op tasks, concurrency 4, results stored")
-    for task, label in (("noop", "sync"), ("anoop", "async")):
+    if missing is not None:
+        print(f"Huey skipped: {missing}")
+    # Interleaved, so a change in the machine's load hits both systems alike.
+    for (task, label), (quiet, fig) in zip(
+        (("noop", "sync"), ("anoop", "async")), ((False, theirs), (True, theirs_quiet)), strict=True
+    ):
         enq, rate = honker_throughput(args.n, task, args.concurrency)
         ours.tasks_s[label], ours.enqueue_s[f"task call ({label})"] = rate, enq
         print(f"honker worker CLI, {label} tasks: {rate:9,.0f} tasks/s   (fill: {enq:,.0f}/s)")
-    ours.enqueue_s["queue.enqueue(small JSON)"] = honker_small_json_rate(args.n)
-    ours.idle, ours.latency = honker_idle_and_latency(
-        args.concurrency, args.idle_seconds, args.latency_n, ("stamp", "astamp")
-    )
-    if missing is None:
-        for quiet, fig in ((False, theirs), (True, theirs_quiet)):
+        if missing is None:
             enq, rate = huey_throughput(args.n, quiet)
             fig.tasks_s["sync"], fig.enqueue_s["task call"] = rate, enq
             cmd = "huey_consumer -w 4 -k thread" + (" -q" if quiet else "")
             print(f"{cmd}: {rate:9,.0f} tasks/s   (fill: {enq:,.0f}/s)")
-        theirs.idle, lat = huey_idle_and_latency(args.idle_seconds, args.latency_n)
-        theirs.latency["stamp"] = lat
-    else:
-        print(f"Huey skipped: {missing}")
+    ours.enqueue_s["q.enqueue({'i': i})"] = honker_small_json_rate(args.n)
+    ours.idle, ours.latency = honker_idle_and_latency(
+        args.concurrency, args.idle_seconds, args.latency_n, ("stamp", "astamp")
+    )
+    if missing is None:
+        theirs.idle, theirs.latency["stamp"] = huey_idle_and_latency(
+            args.idle_seconds, args.latency_n
+        )
 
     huey_rate = theirs.tasks_s.get("sync")
     huey_q = theirs_quiet.tasks_s.get("sync")
@@ -344,7 +391,7 @@ def num(value: float | None) -> str:
 
 
 def row(label: str, ours: str, theirs: str, note: str = "") -> None:
-    print(f"{label:<36} {ours:>17} {theirs:>17}   {note}".rstrip())
+    print(f"{label:<36} {ours:>19} {theirs:>19}   {note}".rstrip())
 
 
 if __name__ == "__main__":
