@@ -21,7 +21,8 @@ its result:
 Huey is installed only in the bench environment (``make bench``, ``.venv-bench``); without
 it the Huey columns are skipped. Nothing here is asserted anywhere.
 
-Usage: python bench/peers.py [--n 20000] [--latency-n 500] [--idle-seconds 5] [--no-huey]
+Usage: python bench/peers.py [--n 20000] [--runs 1] [--latency-n 500] [--idle-seconds 5]
+       [--no-huey] [--quick]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import os
 import random
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -197,8 +199,8 @@ def drain_rate(
 class Figures:
     """One system's figures; ``None`` where not measured."""
 
-    tasks_s: dict[str, float] = field(default_factory=dict)
-    enqueue_s: dict[str, float] = field(default_factory=dict)
+    tasks_s: dict[str, list[float]] = field(default_factory=dict)
+    enqueue_s: dict[str, list[float]] = field(default_factory=dict)
     idle: Idle | None = None
     latency: dict[str, list[float]] = field(default_factory=dict)
 
@@ -320,6 +322,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--latency-n", type=int, default=500)
     parser.add_argument("--idle-seconds", type=float, default=5.0)
+    parser.add_argument("--runs", type=int, default=1, help="throughput runs (medians shown)")
     parser.add_argument("--no-huey", action="store_true", help="honker columns only")
     parser.add_argument("--quick", action="store_true", help="n=5000, latency-n=200")
     args, _ = parser.parse_known_args()
@@ -332,18 +335,28 @@ def main() -> None:
     if missing is not None:
         print(f"Huey skipped: {missing}")
     # Interleaved, so a change in the machine's load hits both systems alike.
-    for (task, label), (quiet, fig) in zip(
-        (("noop", "sync"), ("anoop", "async")), ((False, theirs), (True, theirs_quiet)), strict=True
-    ):
-        enq, rate = honker_throughput(args.n, task, args.concurrency)
-        ours.tasks_s[label], ours.enqueue_s[f"task call ({label})"] = rate, enq
-        print(f"honker worker CLI, {label} tasks: {rate:9,.0f} tasks/s   (fill: {enq:,.0f}/s)")
-        if missing is None:
-            enq, rate = huey_throughput(args.n, quiet)
-            fig.tasks_s["sync"], fig.enqueue_s["task call"] = rate, enq
-            cmd = "huey_consumer -w 4 -k thread" + (" -q" if quiet else "")
-            print(f"{cmd}: {rate:9,.0f} tasks/s   (fill: {enq:,.0f}/s)")
-    ours.enqueue_s["q.enqueue({'i': i})"] = honker_small_json_rate(args.n)
+    for run in range(args.runs):
+        tag = f"[run {run + 1}/{args.runs}] " if args.runs > 1 else ""
+        for (task, label), (quiet, fig) in zip(
+            (("noop", "sync"), ("anoop", "async")),
+            ((False, theirs), (True, theirs_quiet)),
+            strict=True,
+        ):
+            enq, rate = honker_throughput(args.n, task, args.concurrency)
+            ours.tasks_s.setdefault(label, []).append(rate)
+            ours.enqueue_s.setdefault(f"task call ({label})", []).append(enq)
+            print(
+                f"{tag}honker worker CLI, {label} tasks: {rate:9,.0f} tasks/s   "
+                f"(fill: {enq:,.0f}/s)"
+            )
+            if missing is None:
+                enq, rate = huey_throughput(args.n, quiet)
+                fig.tasks_s.setdefault("sync", []).append(rate)
+                theirs.enqueue_s.setdefault("task call", []).append(enq)
+                cmd = "huey_consumer -w 4 -k thread" + (" -q" if quiet else "")
+                print(f"{tag}{cmd}: {rate:9,.0f} tasks/s   (fill: {enq:,.0f}/s)")
+        small = honker_small_json_rate(args.n)
+        ours.enqueue_s.setdefault("q.enqueue({'i': i})", []).append(small)
     ours.idle, ours.latency = honker_idle_and_latency(
         args.concurrency, args.idle_seconds, args.latency_n, ("stamp", "astamp")
     )
@@ -352,13 +365,14 @@ def main() -> None:
             args.idle_seconds, args.latency_n
         )
 
-    huey_rate = theirs.tasks_s.get("sync")
-    huey_q = theirs_quiet.tasks_s.get("sync")
-    huey_enq = theirs.enqueue_s.get("task call")
-    header("side by side (ratio = honker / Huey)")
+    huey_rate = median(theirs.tasks_s.get("sync"))
+    huey_q = median(theirs_quiet.tasks_s.get("sync"))
+    huey_enq = median(theirs.enqueue_s.get("task call"))
+    runs = f", medians of {args.runs} runs" if args.runs > 1 else ""
+    header(f"side by side (ratio = honker / Huey{runs})")
     row("figure", "honker", "Huey 3.5", "ratio")
     for label, target in (("sync", "2"), ("async", "3")):
-        mine = ours.tasks_s[label]
+        mine = statistics.median(ours.tasks_s[label])
         row(
             f"tasks/s, {label} tasks",
             f"{mine:,.0f}",
@@ -367,7 +381,8 @@ def main() -> None:
         )
         if huey_q:
             row("  vs huey_consumer -q", "", num(huey_q), ratio(mine, huey_q))
-    for label, rate in ours.enqueue_s.items():
+    for label, rates in ours.enqueue_s.items():
+        rate = statistics.median(rates)
         row(f"enqueue 1/tx, {label}", f"{rate:,.0f}", num(huey_enq), ratio(rate, huey_enq))
     assert ours.idle is not None
     secs = f"{args.idle_seconds:g} s"
@@ -384,6 +399,10 @@ def main() -> None:
     huey_lat = theirs.latency.get("stamp")
     for kind, label in (("stamp", "sync"), ("astamp", "async")):
         row(f"enqueue -> handler p50/p99, {label}", p50_p99(ours.latency[kind]), p50_p99(huey_lat))
+
+
+def median(values: list[float] | None) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def num(value: float | None) -> str:
