@@ -70,30 +70,22 @@ def raw_batch_insert_rate(batches: int = 500, per_tx: int = 100) -> float:
 
 def raw_live_single_rate(n: int = 20000) -> float:
     """Commits/s of one-row INSERTs into honker's own ``_honker_live`` schema (3 indexes)."""
-    return raw_live_rate(n, 1)
-
-
-def raw_live_rate(transactions: int, per_tx: int) -> float:
-    """Rows/s of raw sqlite3 commits into the ``_honker_live`` schema, ``per_tx`` rows each
-    (one ``execute`` when 1, else one ``executemany``)."""
     import honker
 
     with temp_db() as path:
         honker.open(path).close()
         conn = raw_connection(path)
-        sql = "INSERT INTO _honker_live (queue, payload) VALUES ('bench', ?)"
-        rows = [(f'{{"i": {i}}}',) for i in range(per_tx)]
         start = time.perf_counter()
-        for t in range(transactions):
+        for i in range(n):
             conn.execute("BEGIN IMMEDIATE")
-            if per_tx == 1:
-                conn.execute(sql, (f'{{"i": {t}}}',))
-            else:
-                conn.executemany(sql, rows)
+            conn.execute(
+                "INSERT INTO _honker_live (queue, payload) VALUES ('bench', ?)",
+                (f'{{"i": {i}}}',),
+            )
             conn.execute("COMMIT")
         elapsed = time.perf_counter() - start
         conn.close()
-    return transactions * per_tx / elapsed
+    return n / elapsed
 
 
 def write_rates(n: int, make_write: Any) -> tuple[float, float]:
