@@ -11,6 +11,7 @@ import os
 import time
 from typing import Any
 
+import _common  # noqa: F401  (first: puts this checkout's src/ ahead of any installed honker)
 import honker
 
 QUEUE = "bench"

@@ -41,12 +41,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import _honker_app
+
+import _common  # noqa: F401  (first: puts this checkout's src/ ahead of any installed honker)
 import honker
 from _common import SRC, cpu_seconds, header, percentile, temp_db
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import _honker_app
 
 HONKER_RESULTS_SQL = "SELECT COUNT(*) FROM _honker_results"
 HUEY_RESULTS_SQL = "SELECT COUNT(*) FROM kv WHERE queue = 'bench'"

@@ -33,6 +33,7 @@ from typing import Any
 import _honker_app
 from peers import HERE, honker_idle_and_latency
 
+import _common  # noqa: F401  (first: puts this checkout's src/ ahead of any installed honker)
 import honker
 from _common import SRC, header, percentile, raw_connection, temp_db
 from honker import _ops
@@ -242,7 +243,7 @@ async def claims_per_job(n: int, task: str, slots: int) -> tuple[int, int, int, 
     """(claim calls, empty calls, rows claimed, jobs done, seconds) while ``n`` jobs of
     ``task`` arrive one per 2 ms from another process and ``slots`` slots run them."""
     counter = ClaimCounter(_ops.claim_batch)
-    _ops.claim_batch = counter  # type: ignore[assignment]
+    _ops.claim_batch = counter
     try:
         with temp_db() as path:
             db = honker.open(path)
@@ -267,7 +268,7 @@ async def claims_per_job(n: int, task: str, slots: int) -> tuple[int, int, int, 
             await asyncio.to_thread(enqueuer.wait, 30)
             db.close()
     finally:
-        _ops.claim_batch = counter.real  # type: ignore[assignment]
+        _ops.claim_batch = counter.real
     return calls, empty, rows, done, elapsed
 
 
