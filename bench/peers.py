@@ -171,7 +171,7 @@ def drain_rate(
     proc: subprocess.Popen[str], path: str, count_sql: str, n: int, timeout: float = 120.0
 ) -> float:
     """Results/s stored by a running worker, from the first stored result to the ``n``-th
-    (polled every 5 ms with a plain sqlite3 read)."""
+    (polled every 20 ms with a plain sqlite3 COUNT, cheap beside either worker)."""
     conn = sqlite3.connect(path, timeout=30)
     try:
         first: tuple[float, int] | None = None
@@ -189,7 +189,7 @@ def drain_rate(
             check_alive(proc, f"draining, {count}/{n} results")
             if now - last_progress > timeout:
                 raise WorkerFailed(f"worker stalled at {count}/{n} results")
-            time.sleep(0.005)
+            time.sleep(0.02)
         assert first is not None
         return (n - first[1]) / max(1e-9, now - first[0])
     finally:
