@@ -157,6 +157,14 @@ def _parser() -> argparse.ArgumentParser:
         help="workers per queue (default: number of CPUs)",
     )
     worker.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="jobs claimed ahead of a free worker, per queue (default: the concurrency; "
+        "0 claims only for free workers)",
+    )
+    worker.add_argument(
         "--list",
         action="store_true",
         help="print the tasks of the selected queues (attempt budget, retry delay and "
@@ -427,6 +435,7 @@ async def _run_worker(args: argparse.Namespace, db: Any, queues: list[str]) -> i
         registry=reg,
         grace_period_s=args.grace_period,
         observers=_worker_observers(args, db),
+        prefetch=args.prefetch,
     )
     stop = asyncio.Event()
     _install_signals(asyncio.get_running_loop(), stop, pool)
