@@ -165,11 +165,16 @@ def enqueue_figures(n: int, rounds: int = 5) -> None:
                     for i in range(100):
                         q.enqueue({"i": i}, tx=tx)
 
+        def ours_many() -> None:
+            for _ in range(per_round // 100):
+                q.enqueue_many([{"i": i} for i in range(100)])
+
         steps = {
             "raw1": raw_single,
             "ours1": ours_single,
             "raw100": raw_batch,
             "ours100": ours_batch,
+            "many100": ours_many,
         }
         took: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(rounds):
@@ -184,6 +189,7 @@ def enqueue_figures(n: int, rounds: int = 5) -> None:
         "ours1": per_round,
         "raw100": per_round // 100 * 100,
         "ours100": per_round // 100 * 100,
+        "many100": per_round // 100 * 100,
     }
     rate = {name: rounds * work[name] / sum(t) for name, t in took.items()}
     for ours, raw, raw_label, label, target in (
@@ -193,6 +199,13 @@ def enqueue_figures(n: int, rounds: int = 5) -> None:
             "raw100",
             "raw executemany(100 rows)+COMMIT",
             "queue.enqueue, 100 per db.transaction()",
+            0.8,
+        ),
+        (
+            "many100",
+            "raw100",
+            "raw executemany(100 rows)+COMMIT",
+            "queue.enqueue_many(100 payloads), 1 transaction",
             0.8,
         ),
     ):

@@ -86,6 +86,12 @@ _ENQUEUE_SQL = (
 )
 
 
+# run_at and created_at default to unixepoch(), expires_at to NULL.
+_ENQUEUE_NOW_SQL = (
+    "INSERT INTO _honker_live (queue, payload, priority, max_attempts) VALUES (?, ?, ?, ?)"
+)
+
+
 def enqueue(
     conn: sqlite3.Connection,
     queue: str,
@@ -101,9 +107,13 @@ def enqueue(
     ``run_at`` = now + ``delay`` when a delay is given (it wins), else ``run_at``, else now.
     ``expires_at`` = now + ``expires`` when given, else never.
     """
-    cur = conn.execute(
-        _ENQUEUE_SQL, (queue, payload, run_at, delay, priority, max_attempts, expires)
-    )
+    if run_at is None and delay is None and expires is None:
+        # Due now, never expires: the columns' defaults say exactly that.
+        cur = conn.execute(_ENQUEUE_NOW_SQL, (queue, payload, priority, max_attempts))
+    else:
+        cur = conn.execute(
+            _ENQUEUE_SQL, (queue, payload, run_at, delay, priority, max_attempts, expires)
+        )
     return int(cur.lastrowid or 0)
 
 
@@ -120,6 +130,34 @@ def enqueue_many(
         ((queue, p, None, None, priority, max_attempts, None) for p in payloads),
     )
     return cur.rowcount
+
+
+def enqueue_batch(
+    conn: sqlite3.Connection,
+    queue: str,
+    payloads: Sequence[str],
+    run_at: int | None,
+    delay: int | None,
+    priority: int,
+    max_attempts: int,
+    expires: int | None,
+) -> list[int]:
+    """Insert one pending job per payload (same options for all); returns their ids.
+
+    One ``executemany``. The ids are consecutive: the rows are inserted by one statement
+    sequence on the single writer, into an AUTOINCREMENT key.
+    """
+    if not payloads:
+        return []
+    if run_at is None and delay is None and expires is None:
+        conn.executemany(_ENQUEUE_NOW_SQL, [(queue, p, priority, max_attempts) for p in payloads])
+    else:
+        conn.executemany(
+            _ENQUEUE_SQL,
+            [(queue, p, run_at, delay, priority, max_attempts, expires) for p in payloads],
+        )
+    last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+    return list(range(last - len(payloads) + 1, last + 1))
 
 
 # Columns a claim returns, in this order (see claim_batch).

@@ -181,6 +181,34 @@ class Queue:
             return _observe.enqueue_hook(self, args, tx)
         return int(self._engine.in_tx(tx, self._ops.enqueue, *args))
 
+    def enqueue_many(
+        self,
+        payloads: Iterable[Any],
+        tx: Transaction | None = None,
+        run_at: float | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+        expires: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[int]:
+        """Add one job per payload, all with the same options, in one statement; their ids.
+
+        (honker for Python.) The bulk form of :meth:`enqueue`, for loading many jobs at
+        once: every payload is encoded first (a bad one raises and nothing is written), then
+        all rows are inserted with one ``executemany`` in one transaction (or in ``tx``).
+        """
+        texts = [dumps(p) for p in payloads]
+        args = (
+            self.name,
+            texts,
+            None if run_at is None else int(run_at),
+            None if delay is None else int(delay),
+            int(priority),
+            self.max_attempts if max_attempts is None else int(max_attempts),
+            None if expires is None else int(expires),
+        )
+        return cast("list[int]", self._engine.in_tx(tx, self._ops.enqueue_batch, *args))
+
     # -- claiming ----------------------------------------------------------------------
     def claim_batch(self, worker_id: str, n: int) -> list[Job]:
         """Claim up to ``n`` ready jobs in priority order, in one transaction."""
