@@ -563,6 +563,12 @@ def test_claims_dead_letter_undecodable_rows_and_go_on(db: honker.Database, db_p
     assert all(d["last_error"].startswith("payload is not valid UTF-8: ") for d in dead)
     assert "0xff" in dead[0]["last_error"]
     assert q.stats()["dead"] == 2
+    # inspection reads them (undecodable bytes shown as U+FFFD) instead of failing
+    listed = {j["id"]: j["payload"] for j in q.list_jobs(state="dead")}
+    assert sorted(listed.values()) == ['{"a":"\ufffd', "\ufffd\ufffd"]
+    assert q.count_jobs(search="a") == 1
+    found = q.find_job(min(listed))
+    assert found is not None and found["payload"] == "\ufffd\ufffd"
 
 
 def test_claim_one_and_the_sql_function_skip_undecodable_rows(

@@ -400,11 +400,21 @@ JOB_COLUMNS = (
 def get_job(conn: sqlite3.Connection, job_id: int) -> dict[str, Any] | None:
     """The live row of ``job_id`` as a dict, or None when it is not in ``_honker_live``."""
     row = conn.execute(
-        f"SELECT {', '.join(JOB_COLUMNS)} FROM _honker_live WHERE id = ?", (job_id,)
+        f"SELECT {', '.join(_blob(c) for c in JOB_COLUMNS)} FROM _honker_live WHERE id = ?",
+        (job_id,),
     ).fetchone()
     if row is None:
         return None
-    return dict(zip(JOB_COLUMNS, row, strict=True))
+    return _job_dict(JOB_COLUMNS, row)
+
+
+def _job_dict(columns: Sequence[str], row: Row) -> dict[str, Any]:
+    """A job row (payload read as a BLOB) as a dict whose payload is text; bytes that are
+    not valid UTF-8 (another binding's) show as U+FFFD instead of failing the read."""
+    job = dict(zip(columns, row, strict=True))
+    if isinstance(job["payload"], bytes):
+        job["payload"] = job["payload"].decode("utf-8", "replace")
+    return job
 
 
 def sweep_expired(conn: sqlite3.Connection, queue: str) -> int:
@@ -939,15 +949,15 @@ def tick_as_leader(
 JOB_DETAIL_COLUMNS = (*JOB_COLUMNS, "last_error", "died_at")
 
 _LIVE_DETAIL = (
-    "SELECT id, queue, payload, CASE WHEN state = 'pending' AND run_at > unixepoch() "
-    "THEN 'delayed' ELSE state END AS state, priority, run_at, worker_id, claim_expires_at, "
-    "attempts, max_attempts, created_at, expires_at, NULL AS last_error, NULL AS died_at "
-    "FROM _honker_live"
+    "SELECT id, queue, CAST(payload AS BLOB) AS payload, "
+    "CASE WHEN state = 'pending' AND run_at > unixepoch() THEN 'delayed' ELSE state END AS state, "
+    "priority, run_at, worker_id, claim_expires_at, attempts, max_attempts, created_at, "
+    "expires_at, NULL AS last_error, NULL AS died_at FROM _honker_live"
 )
 _DEAD_DETAIL = (
-    "SELECT id, queue, payload, 'dead' AS state, priority, run_at, NULL AS worker_id, "
-    "NULL AS claim_expires_at, attempts, max_attempts, created_at, NULL AS expires_at, "
-    "last_error, died_at FROM _honker_dead"
+    "SELECT id, queue, CAST(payload AS BLOB) AS payload, 'dead' AS state, priority, run_at, "
+    "NULL AS worker_id, NULL AS claim_expires_at, attempts, max_attempts, created_at, "
+    "NULL AS expires_at, last_error, died_at FROM _honker_dead"
 )
 
 JOB_STATES = ("pending", "delayed", "processing", "dead")
@@ -1040,7 +1050,7 @@ def list_jobs(
     rows = conn.execute(
         f"SELECT * FROM ({sql}) ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset)
     ).fetchall()
-    return [dict(zip(JOB_DETAIL_COLUMNS, r, strict=True)) for r in rows]
+    return [_job_dict(JOB_DETAIL_COLUMNS, r) for r in rows]
 
 
 def count_jobs(conn: sqlite3.Connection, queue: str, state: str | None, search: str | None) -> int:
@@ -1054,7 +1064,7 @@ def find_job(conn: sqlite3.Connection, job_id: int) -> dict[str, Any] | None:
     for sql in (_LIVE_DETAIL, _DEAD_DETAIL):
         row = conn.execute(f"{sql} WHERE id = ?", (job_id,)).fetchone()
         if row is not None:
-            return dict(zip(JOB_DETAIL_COLUMNS, row, strict=True))
+            return _job_dict(JOB_DETAIL_COLUMNS, row)
     return None
 
 
