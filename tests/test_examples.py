@@ -70,13 +70,11 @@ def test_make_demo_script_leaves_demo_db(tmp_path: Path) -> None:
 def dashboard_command_printed_by_make_demo_works(cwd: Path) -> None:
     """The command `make demo` ends with serves the demo.db it left (on a free port here)."""
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    [command] = re.findall(
-        r'^\t@echo "  \$\(BIN\)/python (-m honker dashboard \S+)"$', makefile, re.M
-    )
+    [command] = re.findall(r'^\t@echo "  \$\(BIN\)/python (-m honker dashboard \S+)"$',
+                           makefile, re.M)
     args = [sys.executable, *command.split(), "--port", "0"]
-    with subprocess.Popen(
-        args, cwd=cwd, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as server:
+    with subprocess.Popen(args, cwd=cwd, env=python_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as server:
         try:
             assert server.stdout is not None
             line = server.stdout.readline()

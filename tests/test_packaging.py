@@ -39,21 +39,8 @@ def run(args: list[str | Path], cwd: Path, check: bool = True) -> subprocess.Com
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """The two wheels, built from this checkout with ``pip wheel --no-deps``."""
     out = tmp_path_factory.mktemp("wheels")
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--wheel-dir",
-            out,
-            ROOT,
-            BELFRY_SRC.parent,
-        ],
-        cwd=out,
-    )  # hatchling from PyPI (or pip's cache)
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", out,
+         ROOT, BELFRY_SRC.parent], cwd=out)  # hatchling from PyPI (or pip's cache)
     built = {p.name.split("-")[0].replace("_", "-"): p for p in out.glob("*.whl")}
     assert set(built) == {LIBRARY, APP}, sorted(out.iterdir())
     yield built
@@ -79,7 +66,8 @@ def fresh_venv(where: Path, *wheels: Path) -> Path:
     venv = where / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=where)
     python = venv / "bin" / "python"
-    run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", *wheels], cwd=where)
+    run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", *wheels],
+        cwd=where)
     return python
 
 
@@ -88,11 +76,8 @@ def test_wheels_ship_one_distribution_each(wheels: dict[str, Path]) -> None:
     assert wheels[LIBRARY].name == f"honker_py-{version}-py3-none-any.whl"
     assert top_level(wheels[LIBRARY]) == {"honker", f"honker_py-{version}.dist-info"}
     assert "belfry" not in top_level(wheels[LIBRARY])
-    requires = [
-        line
-        for line in metadata(wheels[LIBRARY], "METADATA").splitlines()
-        if line.startswith("Requires-Dist:")
-    ]
+    requires = [line for line in metadata(wheels[LIBRARY], "METADATA").splitlines()
+                if line.startswith("Requires-Dist:")]
     assert requires and all("extra ==" in line for line in requires), requires  # no deps
 
     app_meta = metadata(wheels[APP], "METADATA")

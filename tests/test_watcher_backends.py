@@ -223,6 +223,8 @@ async def test_writer_process_restarting(
         assert await next_payload(listener) == f"gen{generation}-b"
 
 
+
+
 def test_four_worker_processes_drain_without_double_claim(
     bdb: honker.Database, db_path: str, backend: str, children: list[Child]
 ) -> None:

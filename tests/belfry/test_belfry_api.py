@@ -28,16 +28,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """One server for the module: API + scheduler, no worker (nothing is delivered)."""
     db_path = str(tmp_path_factory.mktemp("api") / "belfry.db")
     env = belfry_env(db_path, "http://127.0.0.1:9", BELFRY_TOPIC="api-default")
-    child = Child(
-        MAIN.format(module="belfry.cli"),
-        "serve",
-        "--port",
-        "0",
-        "--token",
-        TOKEN,
-        "--no-worker",
-        env=env,
-    )
+    child = Child(MAIN.format(module="belfry.cli"), "serve", "--port", "0", "--token", TOKEN,
+                  "--no-worker", env=env)
     try:
         line = child.readline(timeout=30)
         assert "API on " in line, (line, child.stderr)
@@ -61,12 +53,8 @@ def test_health_and_docs_are_open(api: Api) -> None:
     assert health.json()["status"] == "ok"
     assert health.json()["components"] == {"api": True, "scheduler": True}
     schema = httpx.get(f"{api.url}/openapi.json", timeout=10).json()
-    assert {
-        "/reminders",
-        "/reminders/{reminder_id}",
-        "/reminders/{reminder_id}/deliveries",
-        "/health",
-    } <= set(schema["paths"])
+    assert {"/reminders", "/reminders/{reminder_id}", "/reminders/{reminder_id}/deliveries",
+            "/health"} <= set(schema["paths"])
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
     assert "swagger" in httpx.get(f"{api.url}/docs", timeout=10).text.lower()
 
@@ -110,9 +98,8 @@ def test_validation_errors_are_422_with_a_clear_message(
 def test_other_client_errors(api: Api) -> None:
     past = api.http.post("/reminders", json={"message": "x", "at": "2020-01-01T09:00"})
     assert past.status_code == 422 and "in the past" in past.json()["detail"]
-    broken = api.http.post(
-        "/reminders", content=b"{oops", headers={"Content-Type": "application/json"}
-    )
+    broken = api.http.post("/reminders", content=b"{oops", headers={"Content-Type":
+                                                                      "application/json"})
     assert broken.status_code == 422 and "not valid JSON" in broken.json()["detail"]
     assert api.http.get("/reminders/999").json() == {"detail": "reminder 999 not found"}
     assert api.http.get("/reminders/999").status_code == 404
@@ -127,38 +114,19 @@ def test_other_client_errors(api: Api) -> None:
 
 
 def test_crud(api: Api) -> None:
-    r = create(
-        api,
-        message="stand-up",
-        cron="0 9 * * 1-5",
-        tz="Europe/Paris",
-        title="Daily",
-        tags=["alarm_clock"],
-        priority="high",
-        click="https://meet.example/x",
-    )
+    r = create(api, message="stand-up", cron="0 9 * * 1-5", tz="Europe/Paris", title="Daily",
+               tags=["alarm_clock"], priority="high", click="https://meet.example/x")
     assert (r["kind"], r["cron"], r["tz"], r["priority"], r["priority_name"], r["topic"]) == (
-        "cron",
-        "0 9 * * 1-5",
-        "Europe/Paris",
-        4,
-        "high",
-        "api-default",
-    )
+        "cron", "0 9 * * 1-5", "Europe/Paris", 4, "high", "api-default")
     assert r["next_at"].endswith(("T09:00:00+01:00", "T09:00:00+02:00"))
     assert r["state"] == "active" and r["last_delivery"] is None
     rid = r["id"]
     assert api.http.get(f"/reminders/{rid}").json() == r
     assert rid in [x["id"] for x in api.http.get("/reminders").json()]
-    patched = api.http.patch(
-        f"/reminders/{rid}", json={"title": None, "every": "2h", "tags": ["a", "b"]}
-    ).json()
+    patched = api.http.patch(f"/reminders/{rid}", json={"title": None, "every": "2h",
+                                                         "tags": ["a", "b"]}).json()
     assert (patched["title"], patched["kind"], patched["every_s"], patched["tags"]) == (
-        None,
-        "every",
-        7200,
-        ["a", "b"],
-    )
+        None, "every", 7200, ["a", "b"])
     assert api.http.post(f"/reminders/{rid}/pause").json()["state"] == "paused"
     paused = api.http.get("/reminders", params={"state": "paused"}).json()
     assert rid in [x["id"] for x in paused] and {x["state"] for x in paused} == {"paused"}
@@ -182,18 +150,8 @@ def test_cli_against_a_running_server(api: Api) -> None:
         assert out.returncode == code, (args, out.stdout, out.stderr)
         return out.stdout + out.stderr
 
-    added = cli(
-        "add",
-        "water the plants",
-        "--cron",
-        "0 8 * * *",
-        "--tz",
-        "Asia/Tokyo",
-        "--tag",
-        "potted_plant",
-        "--topic",
-        "garden",
-    )
+    added = cli("add", "water the plants", "--cron", "0 8 * * *", "--tz", "Asia/Tokyo",
+                "--tag", "potted_plant", "--topic", "garden")
     rid = added.split()[2].rstrip(":")
     assert added.startswith(f"added reminder {rid}: cron 0 8 * * * (Asia/Tokyo), next ")
     assert "+09:00" in added

@@ -33,32 +33,13 @@ def test_reminder_commands_on_the_database(db: str, capsys: pytest.CaptureFixtur
     assert code == 1 and "no belfry database" in err
     code, out, _ = run(capsys, "add", "stretch", "--every", "45m", "--tag", "a,b", "--tag", "c")
     assert code == 0 and out.startswith("added reminder 1: every 45m, next ")
-    code, out, _ = run(
-        capsys,
-        "add",
-        "call mum",
-        "--at",
-        "2099-05-01T18:00",
-        "--title",
-        "Mum",
-        "--priority",
-        "max",
-        "--click",
-        "tel:+331234",
-    )
+    code, out, _ = run(capsys, "add", "call mum", "--at", "2099-05-01T18:00", "--title", "Mum",
+                       "--priority", "max", "--click", "tel:+331234")
     assert code == 0 and "at 2099-05-01T18:00:00+02:00" in out  # BELFRY_TZ=Europe/Paris
     code, out, _ = run(capsys, "list")
     lines = out.splitlines()
-    assert lines[0].split() == [
-        "ID",
-        "STATE",
-        "SCHEDULE",
-        "NEXT",
-        "TOPIC",
-        "MESSAGE",
-        "LAST",
-        "DELIVERY",
-    ]
+    assert lines[0].split() == ["ID", "STATE", "SCHEDULE", "NEXT", "TOPIC", "MESSAGE", "LAST",
+                                "DELIVERY"]
     assert "every 45m" in lines[1] and "2099-05-01 18:00+02:00" in lines[2]
     code, out, _ = run(capsys, "show", "2")
     assert "priority:      5 (max)" in out and "click:         tel:+331234" in out
@@ -66,18 +47,8 @@ def test_reminder_commands_on_the_database(db: str, capsys: pytest.CaptureFixtur
     code, out, _ = run(capsys, "show", "1", "--json")
     shown = json.loads(out)
     assert shown["tags"] == ["a", "b", "c"] and shown["deliveries"] == []
-    code, out, _ = run(
-        capsys,
-        "edit",
-        "1",
-        "--message",
-        "stretch more",
-        "--no-tags",
-        "--cron",
-        "0 */2 * * *",
-        "--tz",
-        "UTC",
-    )
+    code, out, _ = run(capsys, "edit", "1", "--message", "stretch more", "--no-tags",
+                       "--cron", "0 */2 * * *", "--tz", "UTC")
     assert code == 0 and "cron 0 */2 * * * (UTC)" in out
     code, out, _ = run(capsys, "pause", "1")
     assert "paused reminder 1 (state paused, next -)" in out

@@ -68,17 +68,8 @@ def test_header_aliases_and_rfc2047(http: httpx.Client) -> None:
 
 
 def test_json_publish_and_errors(http: httpx.Client) -> None:
-    ok = http.post(
-        "/",
-        json={
-            "topic": "public-j",
-            "message": "hi",
-            "title": "T",
-            "tags": ["a"],
-            "priority": 3,
-            "click": "https://c",
-        },
-    )
+    ok = http.post("/", json={"topic": "public-j", "message": "hi", "title": "T",
+                              "tags": ["a"], "priority": 3, "click": "https://c"})
     assert ok.status_code == 200 and ok.json()["topic"] == "public-j"
     assert poll(http, "public-j")[0]["title"] == "T"
     assert http.post("/", content=b"not json").json()["code"] == 40017
@@ -102,12 +93,9 @@ def test_auth_401_and_403(http: httpx.Client) -> None:
     assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
     assert http.post("/private-1", content="x", auth=("alice", "wrong")).status_code == 401
     assert http.post("/private-1", content="x", auth=("alice", "wonderland")).status_code == 200
-    assert (
-        http.post(
-            "/private-1", content="x", headers={"Authorization": "Bearer tk_alice"}
-        ).status_code
-        == 200
-    )
+    assert http.post(
+        "/private-1", content="x", headers={"Authorization": "Bearer tk_alice"}
+    ).status_code == 200
     assert http.post("/private-1", content="x", auth=("", "tk_alice")).status_code == 200
     assert http.post("/other", content="x", auth=("alice", "wonderland")).status_code == 403
     assert http.get("/private-1/json", params={"poll": "1"}).status_code == 403
@@ -119,9 +107,7 @@ def test_poll_since(http: httpx.Client) -> None:
     every = poll(http, "public-p")
     assert [m["message"] for m in every] == ["one", "two", "three"]
     assert [m["message"] for m in poll(http, "public-p", since=str(every[0]["id"]))] == [
-        "two",
-        "three",
-    ]
+        "two", "three"]
     assert [m["message"] for m in poll(http, "public-p", since="latest")] == ["three"]
     assert poll(http, "public-p", since="none") == []
     assert len(poll(http, "public-p", since="1h")) == 3
@@ -130,9 +116,8 @@ def test_poll_since(http: httpx.Client) -> None:
 
 
 def test_injected_faults(server: FakeNtfyServer, http: httpx.Client) -> None:
-    r = http.post(
-        "/v1/fake/faults", json={"status": 429, "count": 2, "retry_after": "7", "topic": "public-f"}
-    )
+    r = http.post("/v1/fake/faults", json={"status": 429, "count": 2, "retry_after": "7",
+                                           "topic": "public-f"})
     assert r.status_code == 201
     assert http.post("/public-other", content="x").status_code == 200  # other topic
     for _ in range(2):
@@ -158,13 +143,8 @@ async def test_publisher_headers_form(server: FakeNtfyServer) -> None:
         await publisher.aclose()
     assert result.outcome == "delivered" and result.http_status == 200 and result.ntfy_id
     [message] = server.fake.messages("private-h")
-    assert (
-        message["message"],
-        message["title"],
-        message["tags"],
-        message["priority"],
-        message["click"],
-    ) == ("body ☕", "Tïtle", ["a", "b"], 5, "https://x.y/z")
+    assert (message["message"], message["title"], message["tags"], message["priority"],
+            message["click"]) == ("body ☕", "Tïtle", ["a", "b"], 5, "https://x.y/z")
     request = server.fake.requests()[-1]
     assert request["path"] == "/private-h"
     assert request["headers"]["authorization"] == "Bearer tk_alice"
@@ -182,9 +162,7 @@ async def test_publisher_json_form_and_basic_auth(server: FakeNtfyServer) -> Non
     assert result.outcome == "delivered"
     request = server.fake.requests()[-1]
     assert request["path"] == "/" and json.loads(request["body"]) == {
-        "topic": "private-j",
-        "message": "hi",
-    }
+        "topic": "private-j", "message": "hi"}
     assert request["headers"]["authorization"].startswith("Basic ")
     assert "priority" not in server.fake.messages("private-j")[0]  # default is omitted
 

@@ -22,17 +22,8 @@ def ts(text: str, tz: str = PARIS) -> int:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [
-        ("90s", 90),
-        ("10m", 600),
-        ("1h30m", 5400),
-        ("2d", 172800),
-        ("1w", 604800),
-        ("1.5h", 5400),
-        ("10 minutes", 600),
-        ("0s", 0),
-        ("1H", 3600),
-    ],
+    [("90s", 90), ("10m", 600), ("1h30m", 5400), ("2d", 172800), ("1w", 604800),
+     ("1.5h", 5400), ("10 minutes", 600), ("0s", 0), ("1H", 3600)],
 )
 def test_durations(text: str, seconds: int) -> None:
     assert timeutil.parse_duration(text) == seconds
@@ -40,13 +31,8 @@ def test_durations(text: str, seconds: int) -> None:
 
 @pytest.mark.parametrize(
     ("text", "hint"),
-    [
-        ("10", "add a unit"),
-        ("", "empty"),
-        ("5 fortnights", "unknown unit"),
-        ("soon", "not a duration"),
-        ("99999999d", "too long"),
-    ],
+    [("10", "add a unit"), ("", "empty"), ("5 fortnights", "unknown unit"),
+     ("soon", "not a duration"), ("99999999d", "too long")],
 )
 def test_bad_durations_say_why(text: str, hint: str) -> None:
     with pytest.raises(InvalidInput, match=hint):
@@ -108,18 +94,8 @@ def test_cron_is_evaluated_in_the_reminders_zone() -> None:
 
 @pytest.mark.parametrize(
     ("value", "level"),
-    [
-        (1, 1),
-        (5, 5),
-        ("3", 3),
-        ("min", 1),
-        ("LOW", 2),
-        ("default", 3),
-        ("high", 4),
-        ("max", 5),
-        ("urgent", 5),
-        (None, 3),
-    ],
+    [(1, 1), (5, 5), ("3", 3), ("min", 1), ("LOW", 2), ("default", 3), ("high", 4),
+     ("max", 5), ("urgent", 5), (None, 3)],
 )
 def test_priorities(value: object, level: int) -> None:
     assert reminders.check_priority(value) == level
@@ -178,13 +154,8 @@ def test_retry_after_forms() -> None:
 
 def test_settings_from_environment() -> None:
     settings = Settings.from_env(
-        {
-            "BELFRY_DB": "x.db",
-            "BELFRY_TOPIC": "t",
-            "BELFRY_MAX_ATTEMPTS": "2",
-            "BELFRY_NTFY_FORMAT": "json",
-            "BELFRY_TZ": "Asia/Tokyo",
-        }
+        {"BELFRY_DB": "x.db", "BELFRY_TOPIC": "t", "BELFRY_MAX_ATTEMPTS": "2",
+         "BELFRY_NTFY_FORMAT": "json", "BELFRY_TZ": "Asia/Tokyo"}
     )
     assert (settings.db, settings.topic, settings.max_attempts) == ("x.db", "t", 2)
     assert (settings.ntfy_format, settings.default_tz) == ("json", "Asia/Tokyo")

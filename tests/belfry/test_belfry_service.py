@@ -27,19 +27,8 @@ def test_a_reminder_every_second_arrives_three_times(
 ) -> None:
     env = belfry_env(db_file, fake.url, BELFRY_TOPIC="every-second")
     start_serve(env=env)
-    added = run_belfry(
-        "add",
-        "stretch",
-        "--every",
-        "1s",
-        "--title",
-        "Move",
-        "--tag",
-        "muscle",
-        "--priority",
-        "high",
-        env=env,
-    )
+    added = run_belfry("add", "stretch", "--every", "1s", "--title", "Move", "--tag", "muscle",
+                       "--priority", "high", env=env)
     assert added.returncode == 0, added.stderr
     assert added.stdout.startswith("added reminder 1: every 1s, next ")
     started = time.monotonic()
@@ -47,17 +36,11 @@ def test_a_reminder_every_second_arrives_three_times(
     assert time.monotonic() - started < 10
     for message in got[:3]:
         assert (message["message"], message["title"], message["tags"], message["priority"]) == (
-            "stretch",
-            "Move",
-            ["muscle"],
-            4,
-        )
+            "stretch", "Move", ["muscle"], 4)
     times = [m["time"] for m in got[:3]]
     assert times == sorted(times) and times[2] - times[0] >= 1  # one per boundary
-    history = wait_for(
-        lambda: [d for d in deliveries(env, 1) if d["status"] == "delivered"][2:] or None,
-        what="three recorded deliveries",
-    )
+    history = wait_for(lambda: [d for d in deliveries(env, 1) if d["status"] == "delivered"][2:] or
+                       None, what="three recorded deliveries")
     assert history
     listing = run_belfry("list", env=env)
     assert "every 1s" in listing.stdout and "delivered" in listing.stdout
@@ -83,14 +66,8 @@ def test_a_restart_of_serve_loses_nothing(
     db = honker.open(db_file)
     try:
         queue = db.queue(QUEUE)
-        wait_for(
-            lambda: (
-                queue.stats()["pending"] == 0
-                and queue.stats()["processing"] == 0
-                and queue.stats()["delayed"] == 0
-            ),
-            what="an empty queue",
-        )
+        wait_for(lambda: queue.stats()["pending"] == 0 and queue.stats()["processing"] == 0
+                 and queue.stats()["delayed"] == 0, what="an empty queue")
         next_fire = honker.Scheduler(db).get(schedule_name(rec["id"]))["next_fire_at"]
         dead = queue.list_jobs(state="dead")
     finally:
@@ -117,10 +94,8 @@ def test_sigkill_during_a_delivery_delivers_after_restart(
     fake.fault(status=None, stall_s=60, topic="killed")
     serve = start_serve(env=env)
     r = belfry_json("add", "survive", "--in", "0s", "--topic", "killed", env=env)
-    wait_for(
-        lambda: any(q["in_flight"] and q["path"] == "/killed" for q in fake.requests()),
-        what="the delivery in flight",
-    )
+    wait_for(lambda: any(q["in_flight"] and q["path"] == "/killed" for q in fake.requests()),
+             what="the delivery in flight")
     serve.stop(signal.SIGKILL)
     wait_for(lambda: not any(q["in_flight"] for q in fake.requests()), what="the hang-up")
     assert fake.messages("killed") == []  # the killed attempt never arrived
@@ -147,9 +122,7 @@ def test_429_then_200_delivers_once(fake: Fake, start_serve: StartServe, db_file
     assert len(fake.messages("limited")) == 1
     history = deliveries(env, r["id"])
     assert [(d["attempt"], d["status"], d["http_status"]) for d in history] == [
-        (1, "retrying", 429),
-        (2, "delivered", 200),
-    ]
+        (1, "retrying", 429), (2, "delivered", 200)]
     assert "limit reached" in history[0]["error"]
     statuses = [q["status"] for q in fake.requests() if q["path"] == "/limited"]
     assert statuses == [429, 200]
@@ -160,24 +133,20 @@ def test_429_then_200_delivers_once(fake: Fake, start_serve: StartServe, db_file
 def test_401_dead_letters_and_belfry_list_shows_the_error(
     start_fake: Callable[..., Fake], start_serve: StartServe, db_file: str
 ) -> None:
-    fake = start_fake(
-        "--token", "tk_right:me", "--default-access", "deny-all", "--access", "me:*:rw"
-    )
+    fake = start_fake("--token", "tk_right:me", "--default-access", "deny-all",
+                      "--access", "me:*:rw")
     fake.token = "tk_right"
     env = belfry_env(db_file, fake.url, BELFRY_NTFY_TOKEN="tk_wrong", BELFRY_TOPIC="secret")
     serve = start_serve(env=env)
     r = belfry_json("add", "pay rent", "--in", "0s", env=env)
-    wait_for(
-        lambda: belfry_json("show", str(r["id"]), env=env)["state"] == "failed",
-        what="the dead letter",
-    )
+    wait_for(lambda: belfry_json("show", str(r["id"]), env=env)["state"] == "failed",
+             what="the dead letter")
     listing = run_belfry("list", env=env)
     assert listing.returncode == 0
     line = next(x for x in listing.stdout.splitlines() if "pay rent" in x)
     assert "failed" in line
-    assert "DEAD" in line and "HTTP 401 Unauthorized: unauthorized (ntfy error 40101" in line, (
-        listing.stdout
-    )
+    assert ("DEAD" in line and "HTTP 401 Unauthorized: unauthorized (ntfy error 40101"
+            in line), listing.stdout
     shown = run_belfry("show", str(r["id"]), env=env).stdout
     assert "401" in shown and "unauthorized" in shown
     api = httpx.get(f"{serve.url}/reminders/{r['id']}", timeout=10).json()
@@ -211,9 +180,8 @@ def test_api_and_worker_in_separate_processes(
     assert "running worker, scheduler" in worker.line and "API" not in worker.line
     health = httpx.get(f"{api.url}/health", timeout=10).json()
     assert health["components"] == {"api": True}
-    created = httpx.post(
-        f"{api.url}/reminders", json={"message": "split", "every": "1s"}, timeout=10
-    )
+    created = httpx.post(f"{api.url}/reminders", json={"message": "split", "every": "1s"},
+                         timeout=10)
     assert created.status_code == 201, created.text
     fake.wait_messages("split", 2)
     assert worker.stop() == 0

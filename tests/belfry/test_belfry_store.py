@@ -75,12 +75,7 @@ def history(belfry: Belfry, reminder_id: int) -> list[tuple[Any, ...]]:
 def test_one_off_is_a_delayed_job_written_with_the_reminder(belfry: Belfry) -> None:
     r = belfry.add({"message": "tea", "in": "10m", "tags": "a,b", "priority": "high"})
     assert (r["kind"], r["state"], r["tags"], r["priority"], r["topic"]) == (
-        "once",
-        "active",
-        ["a", "b"],
-        4,
-        "tests",
-    )
+        "once", "active", ["a", "b"], 4, "tests")
     row = belfry.row(r["id"])
     assert row is not None
     job = belfry.queue.find_job(row["job_id"])
@@ -96,7 +91,8 @@ def test_recurring_reminders_are_honker_schedules_in_their_zone(belfry: Belfry) 
     r = belfry.add({"message": "stand-up", "cron": "0 9 * * 1-5", "tz": "Asia/Tokyo"})
     sched = belfry.scheduler.get(schedule_name(r["id"]))
     assert sched is not None
-    assert (sched["queue"], sched["cron_expr"], sched["tz"]) == (QUEUE, "0 9 * * 1-5", "Asia/Tokyo")
+    assert (sched["queue"], sched["cron_expr"], sched["tz"]) == (QUEUE, "0 9 * * 1-5",
+                                                                 "Asia/Tokyo")
     expected = cron.next_after_unix("0 9 * * 1-5", int(time.time()), ZoneInfo("Asia/Tokyo"))
     assert sched["next_fire_at"] == expected
     assert r["next_at"] is not None and r["next_at"].endswith("T09:00:00+09:00")
@@ -181,15 +177,10 @@ def test_snooze(belfry: Belfry) -> None:
 def test_edit_switches_between_jobs_and_schedules(belfry: Belfry) -> None:
     r = belfry.add({"message": "tea", "in": "1h", "title": "T", "click": "https://a.b"})
     old_job = belfry.row(r["id"])["job_id"]
-    edited = belfry.edit(
-        r["id"], {"message": "green tea", "title": None, "click": None, "cron": "30 7 * * *"}
-    )
+    edited = belfry.edit(r["id"], {"message": "green tea", "title": None, "click": None,
+                                   "cron": "30 7 * * *"})
     assert (edited["message"], edited["title"], edited["click"], edited["kind"]) == (
-        "green tea",
-        None,
-        None,
-        "cron",
-    )
+        "green tea", None, None, "cron")
     assert belfry.queue.find_job(old_job) is None
     assert belfry.scheduler.get(schedule_name(r["id"]))["tz"] == "Europe/Paris"
     moved = belfry.edit(r["id"], {"tz": "America/New_York"})
@@ -256,7 +247,8 @@ async def test_429_is_retried_after_retry_after(
     assert history(belfry, r["id"]) == [(1, "once", "retrying", 429)]
     assert "limit reached" in belfry.get(r["id"])["last_error"]
     await deliverer.run(claim(belfry, timeout=5))
-    assert history(belfry, r["id"]) == [(1, "once", "retrying", 429), (2, "once", "delivered", 200)]
+    assert history(belfry, r["id"]) == [(1, "once", "retrying", 429), (2, "once", "delivered",
+                                                                          200)]
     assert len(server.fake.messages("tests")) == 1
 
 
@@ -269,10 +261,7 @@ async def test_5xx_backs_off_then_gives_up(
     for _ in range(3):
         await deliverer.run(claim(belfry, timeout=6))
     assert [h[2:] for h in history(belfry, r["id"])] == [
-        ("retrying", 500),
-        ("retrying", 500),
-        ("dead", 500),
-    ]
+        ("retrying", 500), ("retrying", 500), ("dead", 500)]
     shown = belfry.get(r["id"])
     assert shown["state"] == "failed"
     assert shown["last_error"].startswith("gave up after 3 attempts: HTTP 500")
@@ -335,12 +324,8 @@ async def test_stale_and_paused_jobs_are_not_sent(
     job = claim(belfry)
     belfry.delete(gone["id"])
     await deliverer.run(job)
-    belfry.scheduler.add(
-        name=schedule_name(77),
-        queue=QUEUE,
-        schedule="@every 5s",
-        payload={"reminder_id": 77, "trigger": "schedule"},
-    )
+    belfry.scheduler.add(name=schedule_name(77), queue=QUEUE, schedule="@every 5s",
+                         payload={"reminder_id": 77, "trigger": "schedule"})
     belfry.scheduler.tick(int(time.time()) + 5)
     await deliverer.run(claim(belfry))  # an orphan schedule's job: dropped, schedule removed
     assert belfry.scheduler.get(schedule_name(77)) is None

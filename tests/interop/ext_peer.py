@@ -172,36 +172,22 @@ def op_simple(p: Peer, op: str, a: dict[str, Any]) -> Any:
     if op == "bootstrap":
         return w("SELECT honker_bootstrap()")
     if op == "enqueue":
-        return w(
-            "SELECT honker_enqueue(?, ?, ?, ?, ?, ?, ?)",
-            _req(a, "queue"),
-            _text(_req(a, "payload")),
-            a.get("run_at"),
-            a.get("delay"),
-            a.get("priority", 0),
-            a.get("max_attempts", 3),
-            a.get("expires"),
-        )
+        return w("SELECT honker_enqueue(?, ?, ?, ?, ?, ?, ?)",
+                 _req(a, "queue"), _text(_req(a, "payload")), a.get("run_at"), a.get("delay"),
+                 a.get("priority", 0), a.get("max_attempts", 3), a.get("expires"))
     if op == "ack":
         return w("SELECT honker_ack(?, ?)", _req(a, "id"), _req(a, "worker"))
     if op == "ack_batch":
         return w("SELECT honker_ack_batch(?, ?)", json.dumps(_req(a, "ids")), _req(a, "worker"))
     if op == "retry":
-        return w(
-            "SELECT honker_retry(?, ?, ?, ?)",
-            _req(a, "id"),
-            _req(a, "worker"),
-            a.get("delay", 0),
-            a.get("error", ""),
-        )
+        return w("SELECT honker_retry(?, ?, ?, ?)", _req(a, "id"), _req(a, "worker"),
+                 a.get("delay", 0), a.get("error", ""))
     if op == "fail":
-        return w(
-            "SELECT honker_fail(?, ?, ?)", _req(a, "id"), _req(a, "worker"), a.get("error", "")
-        )
+        return w("SELECT honker_fail(?, ?, ?)", _req(a, "id"), _req(a, "worker"),
+                 a.get("error", ""))
     if op == "heartbeat":
-        return w(
-            "SELECT honker_heartbeat(?, ?, ?)", _req(a, "id"), _req(a, "worker"), _req(a, "extend")
-        )
+        return w("SELECT honker_heartbeat(?, ?, ?)", _req(a, "id"), _req(a, "worker"),
+                 _req(a, "extend"))
     if op == "cancel":
         return w("SELECT honker_cancel(?)", _req(a, "id"))
     if op == "sweep_expired":
@@ -211,64 +197,36 @@ def op_simple(p: Peer, op: str, a: dict[str, Any]) -> Any:
     if op == "notify":
         return w("SELECT notify(?, ?)", _req(a, "channel"), _text(_req(a, "payload")))
     if op == "publish":
-        return w(
-            "SELECT honker_stream_publish(?, ?, ?)",
-            _req(a, "topic"),
-            a.get("key"),
-            _text(_req(a, "payload")),
-        )
+        return w("SELECT honker_stream_publish(?, ?, ?)", _req(a, "topic"), a.get("key"),
+                 _text(_req(a, "payload")))
     if op == "save_offset":
-        return w(
-            "SELECT honker_stream_save_offset(?, ?, ?)",
-            _req(a, "consumer"),
-            _req(a, "topic"),
-            _req(a, "offset"),
-        )
+        return w("SELECT honker_stream_save_offset(?, ?, ?)", _req(a, "consumer"),
+                 _req(a, "topic"), _req(a, "offset"))
     if op == "get_offset":
         return w("SELECT honker_stream_get_offset(?, ?)", _req(a, "consumer"), _req(a, "topic"))
     if op == "result_save":
-        return w(
-            "SELECT honker_result_save(?, ?, ?)",
-            _req(a, "job_id"),
-            _text(_req(a, "value")),
-            a.get("ttl", 0),
-        )
+        return w("SELECT honker_result_save(?, ?, ?)", _req(a, "job_id"), _text(_req(a, "value")),
+                 a.get("ttl", 0))
     if op == "result_get":
         return w("SELECT honker_result_get(?)", _req(a, "job_id"))
     if op == "lock_acquire":
-        return w(
-            "SELECT honker_lock_acquire(?, ?, ?)",
-            _req(a, "name"),
-            _req(a, "owner"),
-            a.get("ttl", 60),
-        )
+        return w("SELECT honker_lock_acquire(?, ?, ?)", _req(a, "name"), _req(a, "owner"),
+                 a.get("ttl", 60))
     if op == "lock_renew":
-        return w(
-            "SELECT honker_lock_renew(?, ?, ?)", _req(a, "name"), _req(a, "owner"), _req(a, "ttl")
-        )
+        return w("SELECT honker_lock_renew(?, ?, ?)", _req(a, "name"), _req(a, "owner"),
+                 _req(a, "ttl"))
     if op == "lock_release":
         return w("SELECT honker_lock_release(?, ?)", _req(a, "name"), _req(a, "owner"))
     if op == "rate_limit_try":
-        return w(
-            "SELECT honker_rate_limit_try(?, ?, ?)",
-            _req(a, "name"),
-            _req(a, "limit"),
-            _req(a, "per"),
-        )
+        return w("SELECT honker_rate_limit_try(?, ?, ?)", _req(a, "name"), _req(a, "limit"),
+                 _req(a, "per"))
     if op == "scheduler_register":
-        base = [
-            _req(a, "name"),
-            _req(a, "queue"),
-            _req(a, "cron"),
-            _text(_req(a, "payload")),
-            a.get("priority", 0),
-            a.get("expires_s"),
-        ]
+        base = [_req(a, "name"), _req(a, "queue"), _req(a, "cron"), _text(_req(a, "payload")),
+                a.get("priority", 0), a.get("expires_s")]
         if "max_attempts" in a and a["max_attempts"] is None:
             return w("SELECT honker_scheduler_register(?, ?, ?, ?, ?, ?)", *base)
-        return w(
-            "SELECT honker_scheduler_register(?, ?, ?, ?, ?, ?, ?)", *base, a.get("max_attempts", 3)
-        )
+        return w("SELECT honker_scheduler_register(?, ?, ?, ?, ?, ?, ?)", *base,
+                 a.get("max_attempts", 3))
     if op == "scheduler_unregister":
         return w("SELECT honker_scheduler_unregister(?)", _req(a, "name"))
     if op == "scheduler_pause":
@@ -290,20 +248,11 @@ def run_op(p: Peer, op: str, a: dict[str, Any]) -> dict[str, Any]:
         raise UsageError("arguments must be a JSON object")
     if op in JSON_OPS:
         if op == "claim":
-            raw = p.wscalar(
-                "SELECT honker_claim_batch(?, ?, ?, ?)",
-                _req(a, "queue"),
-                _req(a, "worker"),
-                a.get("n", 1),
-                a.get("visibility", 30),
-            )
+            raw = p.wscalar("SELECT honker_claim_batch(?, ?, ?, ?)", _req(a, "queue"),
+                            _req(a, "worker"), a.get("n", 1), a.get("visibility", 30))
         elif op == "read_since":
-            raw = p.wscalar(
-                "SELECT honker_stream_read_since(?, ?, ?)",
-                _req(a, "topic"),
-                a.get("offset", 0),
-                a.get("limit", 100),
-            )
+            raw = p.wscalar("SELECT honker_stream_read_since(?, ?, ?)", _req(a, "topic"),
+                            a.get("offset", 0), a.get("limit", 100))
         elif op == "scheduler_tick":
             if a.get("now") is None:
                 raw = p.wscalar("SELECT honker_scheduler_tick(unixepoch())")
@@ -349,10 +298,8 @@ def listen(p: Peer, a: dict[str, Any]) -> dict[str, Any]:
     wake = "poll"
     if mode in ("auto", "watcher"):
         try:
-            handle = p.scalar(
-                "SELECT honker_update_watcher_open(?, ?, ?)",
-                [p.db_path, a.get("backend"), a.get("poll_ms")],
-            )
+            handle = p.scalar("SELECT honker_update_watcher_open(?, ?, ?)",
+                              [p.db_path, a.get("backend"), a.get("poll_ms")])
             wake = "watcher"
         except sqlite3.Error:
             if mode == "watcher":
@@ -364,8 +311,7 @@ def listen(p: Peer, a: dict[str, Any]) -> dict[str, Any]:
         start = int(a["after"])
     else:
         start = p.scalar(
-            "SELECT COALESCE(MAX(id), 0) FROM _honker_notifications WHERE channel = ?", [channel]
-        )
+            "SELECT COALESCE(MAX(id), 0) FROM _honker_notifications WHERE channel = ?", [channel])
     last_version = p.scalar("PRAGMA data_version", [])
     sys.stderr.write("READY\n")
     sys.stderr.flush()
@@ -377,9 +323,7 @@ def listen(p: Peer, a: dict[str, Any]) -> dict[str, Any]:
         while True:
             new = p.rows(
                 "SELECT id, channel, payload, created_at FROM _honker_notifications "
-                "WHERE channel = ? AND id > ? ORDER BY id",
-                [channel, last],
-            )
+                "WHERE channel = ? AND id > ? ORDER BY id", [channel, last])
             for r in new:
                 got.append(r)
                 last = r["id"]
@@ -405,27 +349,17 @@ def listen(p: Peer, a: dict[str, Any]) -> dict[str, Any]:
     finally:
         if handle is not None:
             p.scalar("SELECT honker_update_watcher_close(?)", [handle])
-    return {
-        "result": got[:count] if count > 0 else got,
-        "start_id": start,
-        "wake": wake,
-        "wakes": wakes,
-    }
+    return {"result": got[:count] if count > 0 else got, "start_id": start, "wake": wake,
+            "wakes": wakes}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="honker reference-extension test peer")
     ap.add_argument("--db", required=True, help="SQLite database file")
-    ap.add_argument(
-        "--ext",
-        default=os.environ.get("HONKER_EXT_PATH"),
-        help="path to libhonker_ext.so (default $HONKER_EXT_PATH)",
-    )
-    ap.add_argument(
-        "--bootstrap",
-        action="store_true",
-        help="run honker_bootstrap() (own transaction) before the operation",
-    )
+    ap.add_argument("--ext", default=os.environ.get("HONKER_EXT_PATH"),
+                    help="path to libhonker_ext.so (default $HONKER_EXT_PATH)")
+    ap.add_argument("--bootstrap", action="store_true",
+                    help="run honker_bootstrap() (own transaction) before the operation")
     ap.add_argument("--busy-timeout", type=int, default=5000, help="ms (default 5000)")
     ap.add_argument("op")
     ap.add_argument("args", nargs="?", default="{}", help="JSON object, or - for stdin")
@@ -454,15 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         emit({"ok": False, "op": ns.op, "error": str(e), "error_type": "UsageError"})
         return USAGE_EXIT
     except ListenTimeout as e:
-        emit(
-            {
-                "ok": False,
-                "op": ns.op,
-                "error": "timeout",
-                "detail": str(e),
-                "error_type": "Timeout",
-            }
-        )
+        emit({"ok": False, "op": ns.op, "error": "timeout", "detail": str(e),
+              "error_type": "Timeout"})
         return TIMEOUT_EXIT
     except Exception as e:  # report every SQLite/other error as JSON
         emit({"ok": False, "op": ns.op, "error": str(e), "error_type": type(e).__name__})

@@ -141,21 +141,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _run(
-    cmd: list[str],
-    *,
-    cwd: Path | None = None,
-    timeout: float = _SUBPROCESS_TIMEOUT,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
+def _run(cmd: list[str], *, cwd: Path | None = None, timeout: float = _SUBPROCESS_TIMEOUT,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        cmd,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=env,
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=env,
         stdin=subprocess.DEVNULL,
     )
 
@@ -220,7 +209,8 @@ def _pip_command() -> list[str]:
                 return cand
         except (OSError, subprocess.SubprocessError):
             continue
-    raise FetchError("no working pip found (tried: " + ", ".join(" ".join(c) for c in cands) + ")")
+    raise FetchError("no working pip found (tried: "
+                     + ", ".join(" ".join(c) for c in cands) + ")")
 
 
 def _tail(text: str, n: int = 3) -> str:
@@ -239,13 +229,14 @@ def _record_hashes(zf: zipfile.ZipFile) -> dict[str, str]:
             for line in zf.read(name).decode().splitlines():
                 parts = line.rsplit(",", 2)
                 if len(parts) == 3 and parts[1].startswith("sha256="):
-                    b64 = parts[1][len("sha256=") :]
+                    b64 = parts[1][len("sha256="):]
                     raw = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
                     out[parts[0]] = raw.hex()
     return out
 
 
-def _extract_member(zf: zipfile.ZipFile, member: str, dest: Path, record: dict[str, str]) -> str:
+def _extract_member(zf: zipfile.ZipFile, member: str, dest: Path,
+                    record: dict[str, str]) -> str:
     data = zf.read(member)
     digest = hashlib.sha256(data).hexdigest()
     expected = record.get(member)
@@ -279,31 +270,16 @@ def _fetch_wheel(cache_dir: Path, downloads: Path) -> Path:
     pip = _pip_command()
     tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".pip-"))
     try:
-        cp = _run(
-            [
-                *pip,
-                "download",
-                f"honker=={HONKER_PYPI_VERSION}",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--platform",
-                WHEEL_PLATFORM,
-                "--disable-pip-version-check",
-                "--no-input",
-                "-q",
-                "--timeout",
-                "30",
-                "--retries",
-                "1",
-                "-d",
-                str(tmp),
-            ]
-        )
+        cp = _run([
+            *pip, "download", f"honker=={HONKER_PYPI_VERSION}", "--no-deps",
+            "--only-binary=:all:", "--platform", WHEEL_PLATFORM,
+            "--disable-pip-version-check", "--no-input", "-q", "--timeout", "30",
+            "--retries", "1", "-d", str(tmp),
+        ])
         wheels = sorted(tmp.glob(pattern))
         if cp.returncode != 0 or not wheels or not zipfile.is_zipfile(wheels[0]):
-            raise FetchError(
-                f"{' '.join(pip)} download failed rc={cp.returncode}: {_tail(cp.stderr)}"
-            )
+            raise FetchError(f"{' '.join(pip)} download failed rc={cp.returncode}: "
+                             f"{_tail(cp.stderr)}")
         dest = downloads / wheels[0].name
         os.replace(wheels[0], dest)
         return dest
@@ -348,7 +324,7 @@ def _extract_ext(cache_dir: Path, wheel: Path) -> dict[str, object]:
 
 
 def _fetch_npm(cache_dir: Path, downloads: Path) -> Path:
-    tgz_name = NODE_PACKAGE.lstrip("@").replace("/", "-") + f"-{NODE_PACKAGE_VERSION}.tgz"
+    tgz_name = (NODE_PACKAGE.lstrip("@").replace("/", "-") + f"-{NODE_PACKAGE_VERSION}.tgz")
     dest = downloads / tgz_name
     if dest.is_file() and tarfile.is_tarfile(dest):
         return dest
@@ -361,22 +337,9 @@ def _fetch_npm(cache_dir: Path, downloads: Path) -> Path:
         # --prefer-offline: an exact version never changes, so npm's own
         # (integrity-checked) cache may serve it; bounded retries so an
         # unreachable registry fails in about a minute instead of minutes.
-        cp = _run(
-            [
-                npm,
-                "pack",
-                f"{NODE_PACKAGE}@{NODE_PACKAGE_VERSION}",
-                "--json",
-                "--pack-destination",
-                str(tmp),
-                "--prefer-offline",
-                "--fetch-retries=1",
-                "--fetch-timeout=30000",
-                "--no-audit",
-                "--no-fund",
-            ],
-            cwd=tmp,
-        )
+        cp = _run([npm, "pack", f"{NODE_PACKAGE}@{NODE_PACKAGE_VERSION}", "--json",
+                   "--pack-destination", str(tmp), "--prefer-offline", "--fetch-retries=1",
+                   "--fetch-timeout=30000", "--no-audit", "--no-fund"], cwd=tmp)
         if cp.returncode != 0:
             raise FetchError(f"npm pack failed rc={cp.returncode}: {_tail(cp.stderr, 5)}")
         tgzs = sorted(tmp.glob("*.tgz"))
@@ -508,7 +471,7 @@ def _find_node(module: Path | None) -> tuple[str | None, str | None, str | None]
         script = "const m=require(process.argv[1]);if(typeof m.open!=='function')process.exit(3)"
         cp = _run([node, "-e", script, str(module)], timeout=60)
         if cp.returncode != 0:
-            tail = (cp.stderr.strip().splitlines() or ["?"])[-1]
+            tail = (cp.stderr.strip().splitlines() or ['?'])[-1]
             return None, version, f"node cannot require {module}: {tail}"
     return node, version, None
 
@@ -517,13 +480,9 @@ def _find_node(module: Path | None) -> tuple[str | None, str | None, str | None]
 # entry point
 
 
-def _obtain(
-    downloads: Path,
-    pattern: str,
-    force: bool,
-    fetch: Callable[[], Path],
-    extract: Callable[[Path], dict[str, object]],
-) -> tuple[dict[str, object], bool]:
+def _obtain(downloads: Path, pattern: str, force: bool,
+            fetch: Callable[[], Path],
+            extract: Callable[[Path], dict[str, object]]) -> tuple[dict[str, object], bool]:
     """Extract from the kept download if there is a good one; otherwise (or if
     that extraction fails, e.g. a truncated file) delete it, download again and
     extract.  Returns (marker entry, whether the network was used)."""
@@ -536,6 +495,7 @@ def _obtain(
     for old in cached:
         old.unlink(missing_ok=True)
     return extract(fetch()), True
+
 
 
 def _peer_artifact(
@@ -586,8 +546,7 @@ def ensure_reference(cache_dir: Path | None = None, *, force: bool = False) -> R
     with _file_lock(cache_dir / ".lock"):
         marker = {} if force else (_load_marker(cache_dir) or {})
         if marker.get("format") != MARKER_FORMAT or marker.get("versions") != {
-            "honker": HONKER_PYPI_VERSION,
-            "node": NODE_PACKAGE_VERSION,
+            "honker": HONKER_PYPI_VERSION, "node": NODE_PACKAGE_VERSION,
         }:
             marker = {}
         new_marker: dict[str, object] = {
@@ -596,12 +555,7 @@ def ensure_reference(cache_dir: Path | None = None, *, force: bool = False) -> R
         }
 
         ext_path, ext_reason, hit = _peer_artifact(
-            cache_dir,
-            downloads,
-            force,
-            marker,
-            new_marker,
-            "ext",
+            cache_dir, downloads, force, marker, new_marker, "ext",
             pattern=f"honker-{HONKER_PYPI_VERSION}-*.whl",
             fetch=lambda: _fetch_wheel(cache_dir, downloads),
             extract=lambda p: _extract_ext(cache_dir, p),
@@ -610,12 +564,7 @@ def ensure_reference(cache_dir: Path | None = None, *, force: bool = False) -> R
         )
         fetched = fetched or hit
         node_module, node_module_reason, hit = _peer_artifact(
-            cache_dir,
-            downloads,
-            force,
-            marker,
-            new_marker,
-            "node_module",
+            cache_dir, downloads, force, marker, new_marker, "node_module",
             pattern=f"*honker-node-linux-x64-gnu-{NODE_PACKAGE_VERSION}.tgz",
             fetch=lambda: _fetch_npm(cache_dir, downloads),
             extract=lambda p: _extract_node(cache_dir, p),
@@ -628,9 +577,8 @@ def ensure_reference(cache_dir: Path | None = None, *, force: bool = False) -> R
 
         if new_marker != marker:
             new_marker["written_at"] = int(time.time())
-            _write_atomic(
-                cache_dir / "marker.json", (json.dumps(new_marker, indent=2) + "\n").encode()
-            )
+            _write_atomic(cache_dir / "marker.json",
+                          (json.dumps(new_marker, indent=2) + "\n").encode())
 
     ext_python, sqlite_version, ext_python_reason = _find_ext_python(ext_path)
     node, node_version, node_reason = _find_node(node_module)
@@ -652,12 +600,8 @@ def ensure_reference(cache_dir: Path | None = None, *, force: bool = False) -> R
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help=f"cache folder (default {DEFAULT_CACHE_DIR} or $HONKER_REFERENCE_CACHE)",
-    )
+    ap.add_argument("--cache-dir", type=Path, default=None,
+                    help=f"cache folder (default {DEFAULT_CACHE_DIR} or $HONKER_REFERENCE_CACHE)")
     ap.add_argument("--force", action="store_true", help="ignore the marker and re-download")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)

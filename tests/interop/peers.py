@@ -54,10 +54,8 @@ class PeerError(RuntimeError):
         self.returncode = returncode
         self.stderr = stderr
         self.error = str(response.get("error", ""))
-        super().__init__(
-            f"{op}: {response.get('error_type')}: {self.error} (rc={returncode})"
-            + (f"\nstderr: {stderr.strip()}" if stderr.strip() else "")
-        )
+        super().__init__(f"{op}: {response.get('error_type')}: {self.error} (rc={returncode})"
+                         + (f"\nstderr: {stderr.strip()}" if stderr.strip() else ""))
 
 
 def _parse(op: str, stdout: str, stderr: str, rc: int) -> dict[str, Any]:
@@ -67,13 +65,11 @@ def _parse(op: str, stdout: str, stderr: str, rc: int) -> dict[str, Any]:
     try:
         resp = json.loads(lines[-1])
     except ValueError:
-        raise PeerError(
-            op, {"error": f"bad output {stdout!r}", "error_type": "BadOutput"}, rc, stderr
-        ) from None
+        raise PeerError(op, {"error": f"bad output {stdout!r}", "error_type": "BadOutput"},
+                        rc, stderr) from None
     if not isinstance(resp, dict):
-        raise PeerError(
-            op, {"error": f"bad output {stdout!r}", "error_type": "BadOutput"}, rc, stderr
-        )
+        raise PeerError(op, {"error": f"bad output {stdout!r}", "error_type": "BadOutput"},
+                        rc, stderr)
     if not resp.get("ok"):
         raise PeerError(op, resp, rc, stderr)
     return resp
@@ -88,17 +84,12 @@ def _merge(args: dict[str, Any] | None, kw: dict[str, Any]) -> dict[str, Any]:
 class Listening:
     """A running ``listen`` subprocess; construction blocks until READY."""
 
-    def __init__(
-        self, argv: list[str], env: dict[str, str], op_timeout: float, ready_timeout: float = 15.0
-    ) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], op_timeout: float,
+                 ready_timeout: float = 15.0) -> None:
         self._op_timeout = op_timeout
         self.proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
         )
         self._ready = threading.Event()
         self._stderr: list[str] = []
@@ -106,12 +97,9 @@ class Listening:
         self._reader.start()
         if not self._ready.wait(ready_timeout):
             out = self._finish(kill=True)
-            raise PeerError(
-                "listen",
-                {"error": f"no READY within {ready_timeout}s: {out!r}", "error_type": "NotReady"},
-                self.proc.returncode or -1,
-                "".join(self._stderr),
-            )
+            raise PeerError("listen", {"error": f"no READY within {ready_timeout}s: {out!r}",
+                                       "error_type": "NotReady"}, self.proc.returncode or -1,
+                            "".join(self._stderr))
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -157,13 +145,8 @@ class Listening:
 class _Peer:
     kind = "?"
 
-    def __init__(
-        self,
-        argv: list[str],
-        db: str | os.PathLike[str],
-        env: dict[str, str],
-        timeout: float = 60.0,
-    ) -> None:
+    def __init__(self, argv: list[str], db: str | os.PathLike[str], env: dict[str, str],
+                 timeout: float = 60.0) -> None:
         self.db = str(Path(db).resolve())
         self._argv = argv
         self._env = {**os.environ, **env}
@@ -174,21 +157,15 @@ class _Peer:
 
     def run(self, op: str, args: dict[str, Any] | None = None, /, **kw: Any) -> dict[str, Any]:
         argv = self.argv(op, _merge(args, kw))
-        cp = subprocess.run(
-            argv,
-            env=self._env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-            check=False,
-        )
+        cp = subprocess.run(argv, env=self._env, stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=self.timeout, check=False)
         return _parse(op, cp.stdout, cp.stderr, cp.returncode)
 
     def __call__(self, op: str, args: dict[str, Any] | None = None, /, **kw: Any) -> Any:
         return self.run(op, args, **kw)["result"]
 
-    def listen(self, channel: str, timeout: float = 10.0, count: int = 1, **kw: Any) -> Listening:
+    def listen(self, channel: str, timeout: float = 10.0, count: int = 1,
+               **kw: Any) -> Listening:
         args = _merge({"channel": channel, "timeout": timeout, "count": count}, kw)
         return Listening(self.argv("listen", args), self._env, op_timeout=timeout + 30)
 
@@ -201,18 +178,13 @@ class ExtPeer(_Peer):
 
     kind = "ext"
 
-    def __init__(
-        self, ref: ReferencePeers, db: str | os.PathLike[str], timeout: float = 60.0
-    ) -> None:
+    def __init__(self, ref: ReferencePeers, db: str | os.PathLike[str],
+                 timeout: float = 60.0) -> None:
         if not ref.ext_ok:
             raise PeerUnavailable(ref.ext_missing_reason() or "extension peer unavailable")
         assert ref.ext_python is not None and ref.ext_path is not None
-        super().__init__(
-            [ref.ext_python, "-I", str(EXT_PEER), "--ext", str(ref.ext_path)],
-            db,
-            ref.env(),
-            timeout,
-        )
+        super().__init__([ref.ext_python, "-I", str(EXT_PEER), "--ext", str(ref.ext_path)], db,
+                         ref.env(), timeout)
 
 
 class NodePeer(_Peer):
@@ -220,12 +192,10 @@ class NodePeer(_Peer):
 
     kind = "node"
 
-    def __init__(
-        self, ref: ReferencePeers, db: str | os.PathLike[str], timeout: float = 60.0
-    ) -> None:
+    def __init__(self, ref: ReferencePeers, db: str | os.PathLike[str],
+                 timeout: float = 60.0) -> None:
         if not ref.node_ok:
             raise PeerUnavailable(ref.node_missing_reason() or "node peer unavailable")
         assert ref.node is not None and ref.node_module is not None
-        super().__init__(
-            [ref.node, str(NODE_PEER), "--module", str(ref.node_module)], db, ref.env(), timeout
-        )
+        super().__init__([ref.node, str(NODE_PEER), "--module", str(ref.node_module)], db,
+                         ref.env(), timeout)

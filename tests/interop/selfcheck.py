@@ -67,9 +67,8 @@ def node_enqueue_ext_claim_retry_fail(ext: ExtPeer, node: NodePeer) -> str:
     [job] = node("claim", queue="work", worker="node-w")
     expect(job["attempts"] == 2, f"attempts after 2nd claim: {job}")
     expect(node("retry", id=jid, worker="node-w", delay=0, error="final") == 1, "retry->dead")
-    dead = ext(
-        "sql", sql="SELECT id, last_error, attempts FROM _honker_dead WHERE id=?", params=[jid]
-    )
+    dead = ext("sql", sql="SELECT id, last_error, attempts FROM _honker_dead WHERE id=?",
+               params=[jid])
     expect(dead == [{"id": jid, "last_error": "final", "attempts": 2}], f"dead: {dead}")
     return f"job {jid} dead-lettered"
 
@@ -101,10 +100,8 @@ def ext_notify_wakes_node_listen(ext: ExtPeer, node: NodePeer) -> str:
             nid = ext("notify", channel="jobs", payload={"k": "v"})
         rows = w.result()
         dt = time.monotonic() - t0
-        expect(
-            len(rows) == 1 and rows[0]["id"] == nid and rows[0]["payload"] == '{"k": "v"}',
-            f"{mode}: {rows}",
-        )
+        expect(len(rows) == 1 and rows[0]["id"] == nid and rows[0]["payload"] == '{"k": "v"}',
+               f"{mode}: {rows}")
         out.append(f"{mode} {dt * 1000:.0f}ms")
     return ", ".join(out)
 
@@ -146,31 +143,18 @@ def streams_both_ways(ext: ExtPeer, node: NodePeer) -> str:
 
 @check
 def scheduler_register_ext_tick_node(ext: ExtPeer, node: NodePeer) -> str:
-    ext(
-        "scheduler_register",
-        name="beat",
-        queue="sched",
-        cron="@every 10s",
-        payload={"tick": True},
-        priority=2,
-        expires_s=None,
-        max_attempts=4,
-    )
+    ext("scheduler_register", name="beat", queue="sched", cron="@every 10s",
+        payload={"tick": True}, priority=2, expires_s=None, max_attempts=4)
     [s] = node("scheduler_list")
     expect(s["name"] == "beat" and s["enabled"] is True and s["max_attempts"] == 4, f"{s}")
     fires = node("scheduler_tick", now=s["next_fire_at"] + 10)
-    expect(
-        [f["fire_at"] for f in fires] == [s["next_fire_at"], s["next_fire_at"] + 10],
-        f"fires {fires}",
-    )
+    expect([f["fire_at"] for f in fires] == [s["next_fire_at"], s["next_fire_at"] + 10],
+           f"fires {fires}")
     jobs = ext("claim", queue="sched", worker="w", n=10)
     expect(sorted(j["id"] for j in jobs) == sorted(f["job_id"] for f in fires), f"{jobs}")
     expect(all(j["payload"] == '{"tick": true}' for j in jobs), f"{jobs}")
-    row = node(
-        "sql",
-        sql="SELECT max_attempts, priority FROM _honker_live WHERE id=?",
-        params=[fires[0]["job_id"]],
-    )
+    row = node("sql", sql="SELECT max_attempts, priority FROM _honker_live WHERE id=?",
+               params=[fires[0]["job_id"]])
     expect(row == [{"max_attempts": 4, "priority": 2}], f"{row}")
     [s2] = ext("scheduler_list")
     expect(s2["next_fire_at"] == s["next_fire_at"] + 20, f"advanced next_fire_at {s2}")
@@ -179,14 +163,8 @@ def scheduler_register_ext_tick_node(ext: ExtPeer, node: NodePeer) -> str:
 
 @check
 def scheduler_register_node_tick_ext(ext: ExtPeer, node: NodePeer) -> str:
-    node(
-        "scheduler_register",
-        name="cron",
-        queue="sched2",
-        cron="*/2 * * * * *",
-        payload={"c": 1},
-        max_attempts=None,
-    )  # 6-argument form
+    node("scheduler_register", name="cron", queue="sched2", cron="*/2 * * * * *",
+         payload={"c": 1}, max_attempts=None)  # 6-argument form
     [s] = ext("scheduler_list")
     expect(s["next_fire_at"] % 2 == 0 and s["max_attempts"] == 3, f"{s}")
     expect(ext("scheduler_tick", now=s["next_fire_at"] - 1) == [], "nothing due yet")
@@ -215,13 +193,8 @@ def locks_rate_limits_results(ext: ExtPeer, node: NodePeer) -> str:
 
 @check
 def cron_agrees(ext: ExtPeer, node: NodePeer) -> str:
-    cases = [
-        ("0 3 * * *", 0),
-        ("*/15 * * * *", 1_700_000_000),
-        ("@every 90s", 100),
-        ("0 12 * * 1", 1_700_000_000),
-        ("@every 1s", 5_000_000_000),
-    ]
+    cases = [("0 3 * * *", 0), ("*/15 * * * *", 1_700_000_000), ("@every 90s", 100),
+             ("0 12 * * 1", 1_700_000_000), ("@every 1s", 5_000_000_000)]
     for expr, frm in cases:
         a = ext("cron_next_after", {"expr": expr, "from": frm})
         b = node("cron_next_after", {"expr": expr, "from": frm})
@@ -237,22 +210,14 @@ def cron_agrees(ext: ExtPeer, node: NodePeer) -> str:
 
 
 def _schema(peer: ExtPeer) -> list[object]:
-    tables = peer(
-        "sql",
-        sql="SELECT name FROM sqlite_master WHERE type='table' "
-        "AND name LIKE '\\_honker\\_%' ESCAPE '\\' ORDER BY name",
-    )
+    tables = peer("sql", sql="SELECT name FROM sqlite_master WHERE type='table' "
+                             "AND name LIKE '\\_honker\\_%' ESCAPE '\\' ORDER BY name")
     out: list[object] = []
     for t in tables:
         name = t["name"]
         out.append(peer("sql", sql="SELECT * FROM pragma_table_info(?)", params=[name]))
-        out.append(
-            peer(
-                "sql",
-                sql='SELECT name, "unique", partial FROM pragma_index_list(?) ORDER BY name',
-                params=[name],
-            )
-        )
+        out.append(peer("sql", sql="SELECT name, \"unique\", partial FROM pragma_index_list(?) "
+                                   "ORDER BY name", params=[name]))
     return [tables, *out]
 
 
@@ -284,11 +249,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.monotonic()
     ref = ensure_reference(ns.cache_dir)
-    print(
-        f"reference peers ready in {time.monotonic() - t0:.2f}s (fetched={ref.fetched}, "
-        f"python={ref.ext_python}, sqlite={ref.ext_python_sqlite_version}, "
-        f"node={ref.node_version})"
-    )
+    print(f"reference peers ready in {time.monotonic() - t0:.2f}s (fetched={ref.fetched}, "
+          f"python={ref.ext_python}, sqlite={ref.ext_python_sqlite_version}, "
+          f"node={ref.node_version})")
     tmp = Path(tempfile.mkdtemp(prefix="honker-interop-"))
     passed = failed = 0
     try:

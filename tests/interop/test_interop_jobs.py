@@ -188,7 +188,6 @@ def test_task_envelope_both_ways(db: honker.Database, ext_peer: ExtPeer) -> None
         queue="tasks",
         payload={ENVELOPE_KEY: {"task": "interop.add", "args": [40, 2], "kwargs": {}}},
     )
-
     async def work_until_result() -> None:
         stop = asyncio.Event()
         runner = asyncio.create_task(honker.run_workers(db, "tasks", stop_event=stop))
