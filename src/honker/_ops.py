@@ -155,6 +155,7 @@ _CLAIM_SQL = (
     "AND ((state = 'pending' AND run_at <= unixepoch()) "
     "OR (state = 'processing' AND claim_expires_at < unixepoch())) "
     "AND (expires_at IS NULL OR expires_at > unixepoch()) "
+    "AND NOT EXISTS (SELECT 1 FROM _honker_paused WHERE queue = ?1) "
     "ORDER BY priority DESC, run_at, id LIMIT ?3) "
     "RETURNING " + ", ".join(_blob(c) for c in CLAIM_COLUMNS)
 )
@@ -189,8 +190,6 @@ def claim_batch(
     refilled, so such rows never stall the queue. Cost is one indexed ``UPDATE …
     RETURNING`` and does not grow with the number of pending rows.
     """
-    if queue_is_paused(conn, queue):
-        return []
     claimed: list[Row] = []
     want = n
     while want > 0:
@@ -1306,14 +1305,16 @@ def metrics_snapshot(conn: sqlite3.Connection) -> dict[str, list[Row]]:
 # A unique key is held, per queue, by one job while that job is in _honker_live and, when
 # it was enqueued with a window, for window_s seconds after it left (done, dead or
 # cancelled). Every path of this module that removes a job from _honker_live calls
-# unique_release in the same transaction: one indexed DELETE by job id, which finds
-# nothing when no unique jobs exist.
+# unique_release in the same transaction: one indexed DELETE by job id, skipped after a
+# one-row probe when no key is held at all (the common case, kept cheap).
 
 _UNIQUE_LOOKUP = (
     "SELECT job_id, until > unixepoch(), "
     "EXISTS (SELECT 1 FROM _honker_live WHERE _honker_live.id = _honker_unique.job_id) "
     "FROM _honker_unique WHERE queue = ? AND key = ?"
 )
+# The ack path's whole cost when no unique key is held: one probe of an empty table.
+_UNIQUE_ANY = "SELECT 1 FROM _honker_unique LIMIT 1"
 _UNIQUE_RELEASE_ONE = (
     "DELETE FROM _honker_unique WHERE job_id = ? RETURNING queue, key, job_id, window_s"
 )
@@ -1368,7 +1369,7 @@ def unique_release(conn: sqlite3.Connection, job_ids: Sequence[int]) -> None:
 
     A key with a window stays held (by the same job id) until ``window_s`` from now.
     """
-    if not job_ids:
+    if not job_ids or conn.execute(_UNIQUE_ANY).fetchone() is None:
         return
     if len(job_ids) == 1:
         rows = conn.execute(_UNIQUE_RELEASE_ONE, (job_ids[0],)).fetchall()
