@@ -7,6 +7,7 @@ written with plain sqlite3 SQL.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import sqlite3
 import subprocess
@@ -289,6 +290,34 @@ def test_bad_task_unique_options(db: honker.Database, clean_registry: None) -> N
     with pytest.raises(TypeError, match="must return a str or None, not int"):
         t4(5)
     assert live(db) == 0
+
+
+TRACED_UNIQUE = """
+import json
+from apps import obsapp
+from honker import tracing
+tracing.enable()
+q = obsapp.obs
+first = q.enqueue({"x": 1}, unique_key="k")
+again = q.enqueue({"x": 2}, unique_key="k")
+with obsapp.db.transaction() as tx:
+    in_tx = q.enqueue({"x": 3}, tx=tx, unique_key="k")
+rows = obsapp.db.query("SELECT job_id FROM _honker_job_trace")
+print(json.dumps({"ids": [first, again, in_tx], "traced": [r["job_id"] for r in rows]}))
+"""
+
+
+def test_traced_unique_enqueue_returns_the_holder_and_traces_only_new_jobs(
+    db: honker.Database, db_path: str, tmp_path: Any
+) -> None:
+    from obs_support import app_env
+
+    child = Child(TRACED_UNIQUE, env=app_env(db_path, HONKER_TEST_SPANS=str(tmp_path / "s.jsonl")))
+    out = json.loads(child.readline())
+    assert child.wait() == 0, child.stderr
+    first = out["ids"][0]
+    assert out["ids"] == [first] * 3 and out["traced"] == [first]
+    assert live(db) == 1
 
 
 # -- pause and resume ------------------------------------------------------------------
