@@ -232,8 +232,12 @@ class Database:
 
     # -- inspection ----------------------------------------------------------------------
     def queue_names(self) -> list[str]:
-        """Names of every queue with live or dead jobs (or recent activity)."""
+        """Names of every queue with live or dead jobs (or recent activity, or paused)."""
         return self._engine.read(self._engine.ops.queue_names)
+
+    def paused_queues(self) -> list[str]:
+        """Names of the paused queues (see :meth:`Queue.pause`), sorted."""
+        return self._engine.read(self._engine.ops.paused_queues)
 
     def streams_info(self) -> list[dict[str, Any]]:
         """Each stream topic with its size, and each consumer's offset and lag."""

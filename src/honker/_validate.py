@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 INT64_MIN = -(2**63)
@@ -58,3 +59,20 @@ def check_int64_params(params: Any) -> None:
             raise ValueError(
                 f"SQL parameter {index} must fit in a signed 64-bit integer, got {value}"
             )
+
+
+def check_unique(unique_key: Any, unique_for_s: Any) -> tuple[str, int | None]:
+    """Validate ``unique_key`` / ``unique_for_s``: ``(key, window in whole seconds)``."""
+    if unique_key is None:
+        raise ValueError("unique_for_s needs a unique_key")
+    if not isinstance(unique_key, str):
+        raise TypeError(f"unique_key must be a str, not {type(unique_key).__name__}")
+    if not unique_key:
+        raise ValueError("unique_key must not be empty")
+    if unique_for_s is None:
+        return unique_key, None
+    if isinstance(unique_for_s, bool) or not isinstance(unique_for_s, (int, float)):
+        raise TypeError(f"unique_for_s must be a number, not {type(unique_for_s).__name__}")
+    if not math.isfinite(unique_for_s) or unique_for_s < 0:
+        raise ValueError(f"unique_for_s must be a finite number >= 0, got {unique_for_s!r}")
+    return unique_key, math.ceil(unique_for_s)

@@ -34,7 +34,7 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import DatabaseClosed, Retryable, WatcherDied
+from ._errors import DatabaseClosed, Retryable, Snooze, WatcherDied
 from ._json import dumps
 from ._retry import backoff_delay as backoff_delay  # public: honker.worker.backoff_delay
 from .queue import wait_for_work
@@ -114,6 +114,8 @@ async def _run_handler(
         return _retry_or_dead(
             job, retries, _compute_delay(retry_delay, backoff, job.attempts), error
         )
+    except Snooze as exc:
+        return ("snooze", job.id, exc.delay_s, None)
     except Retryable as exc:
         return _retry_or_dead(job, retries, exc.delay_s, str(exc))
     except Exception as exc:
@@ -138,7 +140,8 @@ async def run_task(
     """Run ``handler(job.payload)`` and record the outcome on the job at once.
 
     Success: the result is stored (when ``save_result``) and the job acked, in one
-    transaction. ``Retryable`` retries after its ``delay_s``; a timeout or any other
+    transaction. ``Snooze(seconds)`` puts it back after ``seconds`` without using up an
+    attempt. ``Retryable`` retries after its ``delay_s``; a timeout or any other
     exception retries after ``retry_delay * backoff**(attempts-1)``, or dead-letters once
     ``retries`` attempts were made (or the row's own budget is spent). Cancellation
     propagates untouched (the visibility timeout, or the pool, hands the job back).
@@ -651,6 +654,9 @@ class WorkerPool:
             elif kind == "release":
                 result = "released"
                 log.info("job %s (%s) handed back unfinished", job_id, name)
+            elif kind == "snooze":
+                result = "snoozed"
+                log.debug("job %s (%s) snoozed for %ss", job_id, name, arg)
             else:
                 result = "dead"
                 log.error(
