@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-demo
+# Peers (Huey) are installed only here, never into the dev/test venv.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-bench
 
 .PHONY: demo test lint typecheck pytest bench soak clean chromium
 
@@ -52,11 +55,16 @@ pytest: $(STAMP) chromium
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+$(BENCH_STAMP): pyproject.toml bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/run_all.py
 
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._engine import Engine, SqliteEngine, check_params, rows_as_dicts
 from ._errors import CLOSED_MESSAGE, DatabaseClosed
 from ._json import dumps
+from ._validate import check_str
 from ._watcher import UpdateEvents
 
 if TYPE_CHECKING:
@@ -123,8 +124,7 @@ class Database:
         """
         from .queue import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT_S, Queue
 
-        if not isinstance(name, str):
-            raise TypeError(f"queue name must be a str, not {type(name).__name__}")
+        check_str(name, "queue name")
         lookup = visibility_timeout_s is _UNSET and max_attempts is _UNSET
         vt = (
             DEFAULT_VISIBILITY_TIMEOUT_S
@@ -232,8 +232,12 @@ class Database:
 
     # -- inspection ----------------------------------------------------------------------
     def queue_names(self) -> list[str]:
-        """Names of every queue with live or dead jobs (or recent activity)."""
+        """Names of every queue with live or dead jobs (or recent activity, or paused)."""
         return self._engine.read(self._engine.ops.queue_names)
+
+    def paused_queues(self) -> list[str]:
+        """Names of the paused queues (see :meth:`Queue.pause`), sorted."""
+        return self._engine.read(self._engine.ops.paused_queues)
 
     def streams_info(self) -> list[dict[str, Any]]:
         """Each stream topic with its size, and each consumer's offset and lag."""
@@ -329,8 +333,7 @@ class Transaction:
 
     def notify(self, channel: str, payload: Any) -> int:
         """Queue a notification on ``channel``; listeners see it only if this commits."""
-        if not isinstance(channel, str):
-            raise TypeError(f"channel must be a str, not {type(channel).__name__}")
+        check_str(channel, "channel")
         text = dumps(payload)
         engine = self._engine
         return int(engine.in_tx(self, engine.ops.notify, channel, text))

@@ -38,7 +38,7 @@ from ._errors import (
     SQLiteError,
     translate,
 )
-from ._validate import check_int64_params
+from ._validate import check_int64_params, check_str
 from ._watcher import Subscription, UpdateWatcher, create_watcher
 
 if TYPE_CHECKING:
@@ -451,8 +451,7 @@ class SqliteEngine:
         watcher_poll_interval_ms: int | None = None,
     ) -> None:
         given, fs_path, is_uri = normalize_path(path)
-        if watcher_backend is not None and not isinstance(watcher_backend, str):
-            raise TypeError("watcher_backend must be a str or None")
+        check_str(watcher_backend, "watcher_backend", optional=True)
         if watcher_backend not in BACKENDS:
             raise ValueError(
                 f"unknown watcher backend {watcher_backend!r}; "

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("honker.observe")
 
-OUTCOMES = ("done", "retried", "dead", "lapsed", "released")
+OUTCOMES = ("done", "retried", "dead", "lapsed", "released", "snoozed")
 
 # (queue, enqueue args as passed to _ops.enqueue minus the connection, tx) -> job id
 EnqueueHook = Callable[["Queue", tuple[Any, ...], Any], int]
@@ -69,7 +69,8 @@ class WorkerObserver:
         """The job's outcome is committed (or known lapsed).
 
         ``outcome`` is one of ``'done'``, ``'retried'``, ``'dead'``, ``'lapsed'`` (the claim
-        was lost; nothing was written) or ``'released'`` (handed back at shutdown).
+        was lost; nothing was written), ``'released'`` (handed back at shutdown) or
+        ``'snoozed'`` (the task raised ``honker.Snooze``: pending again, attempt given back).
         """
 
 

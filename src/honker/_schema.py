@@ -318,3 +318,39 @@ _EXPECTED_OBJECTS = _EXPECTED_OBJECTS | {
     "_honker_job_trace",
     "_honker_dead_queue",
 }
+
+
+# -- unique jobs, paused queues (extra tables) --
+# Extra state of this library only, added like the tables above. Another binding's ack
+# does not clean _honker_unique; a key whose job left _honker_live that way is simply
+# found stale (and reused) by the next enqueue with that key.
+QUEUE_CONTROL_DDL: tuple[str, ...] = (
+    # one row per held unique key: while its job is live (until IS NULL), then, when the
+    # key was enqueued with a window, until the window after the job's completion ends
+    """CREATE TABLE IF NOT EXISTS _honker_unique (
+      queue TEXT NOT NULL,
+      key TEXT NOT NULL,
+      job_id INTEGER NOT NULL,
+      window_s INTEGER NOT NULL DEFAULT 0,
+      until INTEGER,
+      PRIMARY KEY (queue, key)
+    ) WITHOUT ROWID""",
+    # the ack path releases keys by job id: one indexed DELETE
+    """CREATE INDEX IF NOT EXISTS _honker_unique_job ON _honker_unique(job_id)""",
+    # finished windows are pruned by expiry
+    """CREATE INDEX IF NOT EXISTS _honker_unique_until
+      ON _honker_unique(until) WHERE until IS NOT NULL""",
+    # one row per paused queue: claims of this library take nothing from it
+    """CREATE TABLE IF NOT EXISTS _honker_paused (
+      queue TEXT PRIMARY KEY,
+      paused_at INTEGER NOT NULL DEFAULT (unixepoch())
+    ) WITHOUT ROWID""",
+)
+
+EXTRA_DDL = (*EXTRA_DDL, *QUEUE_CONTROL_DDL)
+_EXPECTED_OBJECTS = _EXPECTED_OBJECTS | {
+    "_honker_unique",
+    "_honker_unique_job",
+    "_honker_unique_until",
+    "_honker_paused",
+}

@@ -157,6 +157,14 @@ def _parser() -> argparse.ArgumentParser:
         help="workers per queue (default: number of CPUs)",
     )
     worker.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="jobs claimed ahead of a free worker, per queue (default: the concurrency; "
+        "0 claims only for free workers)",
+    )
+    worker.add_argument(
         "--list",
         action="store_true",
         help="print the tasks of the selected queues (attempt budget, retry delay and "
@@ -189,7 +197,8 @@ def _parser() -> argparse.ArgumentParser:
         "stats",
         help="every queue with its job counts",
         description="Counts per queue: due, delayed, expired, processing and dead jobs, the "
-        "age of the oldest due job, and jobs done and dead-lettered in the last minute.",
+        "age of the oldest due job, and jobs done and dead-lettered in the last minute. A "
+        "paused queue is marked '(paused)'.",
     )
     _add_db(stats, queue=False)
 
@@ -242,6 +251,7 @@ def _parser() -> argparse.ArgumentParser:
         "--read-only", action="store_true", help="show data only; disable every action"
     )
     _add_observe_commands(sub, worker)
+    _add_queue_control_commands(sub)
     return parser
 
 
@@ -427,6 +437,7 @@ async def _run_worker(args: argparse.Namespace, db: Any, queues: list[str]) -> i
         registry=reg,
         grace_period_s=args.grace_period,
         observers=_worker_observers(args, db),
+        prefetch=args.prefetch,
     )
     stop = asyncio.Event()
     _install_signals(asyncio.get_running_loop(), stop, pool)
@@ -611,7 +622,7 @@ def _cmd_stats(args: argparse.Namespace, db: Any) -> int:
     keys = ("pending", "delayed", "expired", "processing", "dead")
     rows = [
         [
-            s["queue"],
+            s["queue"] + (" (paused)" if s["paused"] else ""),
             *(str(s[k]) for k in keys),
             _age(s["oldest_pending_age_s"]),
             str(s["done_last_minute"]),
@@ -965,3 +976,41 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 HANDLERS["workers"] = _cmd_workers
 HANDLERS["metrics"] = _cmd_metrics
+
+
+# -- queue control: `pause`, `resume` (honker for Python only) ---------------------------
+
+
+def _add_queue_control_commands(sub: Any) -> None:
+    for name, text in (
+        ("pause", "stop workers (every process) claiming from a queue; pending jobs stay"),
+        ("resume", "let workers claim from a paused queue again"),
+    ):
+        action = sub.add_parser(
+            name,
+            help=text,
+            description=text[0].upper() + text[1:] + ". Takes effect at the workers' next "
+            "wake; jobs already running finish. A queue can be paused before it has jobs.",
+        )
+        _add_db(action, queue=True)
+
+
+def _cmd_pause_resume(args: argparse.Namespace) -> int:
+    db = _open_existing(args.database)
+    try:
+        queue = db.queue(args.queue)
+        changed = queue.pause() if args.command == "pause" else queue.resume()
+        paused = queue.is_paused()
+    finally:
+        db.close()
+    if args.json:
+        _print_json({"queue": args.queue, "paused": paused, "changed": changed})
+    elif changed:
+        print(f"queue {args.queue!r} {'paused' if paused else 'resumed'}")
+    else:
+        print(f"queue {args.queue!r} was already {'paused' if paused else 'running'}")
+    return 0
+
+
+HANDLERS["pause"] = _cmd_pause_resume
+HANDLERS["resume"] = _cmd_pause_resume

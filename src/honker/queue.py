@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 from . import _observe
 from ._errors import DatabaseClosed
 from ._json import LazyPayload, dumps
-from ._validate import check_id, check_int64, check_opt_id
+from ._validate import check_id, check_int64, check_opt_id, check_str, check_unique
 from ._watcher import wait_any
 from .results import get_result, save_result, sweep_results, wait_result
 
@@ -41,15 +41,11 @@ DEFAULT_MAX_ATTEMPTS = 3
 
 
 def _check_name(name: Any, what: str = "queue name") -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"{what} must be a str, not {type(name).__name__}")
-    return name
+    return str(check_str(name, what))
 
 
 def _check_worker(worker_id: Any) -> str:
-    if not isinstance(worker_id, str):
-        raise TypeError(f"worker_id must be a str, not {type(worker_id).__name__}")
-    return worker_id
+    return str(check_str(worker_id, "worker_id"))
 
 
 class Job(LazyPayload):
@@ -165,14 +161,21 @@ class Queue:
         priority: int = 0,
         expires: float | None = None,
         max_attempts: int | None = None,
+        unique_key: str | None = None,
+        unique_for_s: float | None = None,
     ) -> int:
         """Add a job and return its id.
 
         ``delay`` (seconds from now) wins over ``run_at`` (absolute unix seconds); neither
         means claimable now. ``expires`` drops the job from claims that many seconds from
         now. With ``tx=`` the job commits or rolls back with the caller's transaction.
+
+        ``unique_key``: while a job of this queue enqueued with the same key is pending or
+        processing (and, with ``unique_for_s``, for that many seconds after it finished),
+        nothing is written and that job's id is returned. Check and insert are one atomic
+        step, in ``tx=`` too.
         """
-        args = (
+        args: tuple[Any, ...] = (
             self.name,
             dumps(payload),
             None if run_at is None else int(run_at),
@@ -181,9 +184,43 @@ class Queue:
             self.max_attempts if max_attempts is None else int(max_attempts),
             None if expires is None else int(expires),
         )
+        unique = unique_key is not None or unique_for_s is not None
+        if unique:
+            args = (*args, *check_unique(unique_key, unique_for_s))
         if _observe.enqueue_hook is not None:  # tracing (honker.tracing) is on
             return _observe.enqueue_hook(self, args, tx)
+        if unique:
+            job_id, _ = self._engine.in_tx(tx, self._ops.enqueue_unique, *args)
+            return int(job_id)
         return int(self._engine.in_tx(tx, self._ops.enqueue, *args))
+
+    def enqueue_many(
+        self,
+        payloads: Iterable[Any],
+        tx: Transaction | None = None,
+        run_at: float | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+        expires: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[int]:
+        """Add one job per payload, all with the same options, in one statement; their ids.
+
+        (honker for Python.) The bulk form of :meth:`enqueue`, for loading many jobs at
+        once: every payload is encoded first (a bad one raises and nothing is written), then
+        all rows are inserted with one ``executemany`` in one transaction (or in ``tx``).
+        """
+        texts = [dumps(p) for p in payloads]
+        args = (
+            self.name,
+            texts,
+            None if run_at is None else int(run_at),
+            None if delay is None else int(delay),
+            int(priority),
+            self.max_attempts if max_attempts is None else int(max_attempts),
+            None if expires is None else int(expires),
+        )
+        return cast("list[int]", self._engine.in_tx(tx, self._ops.enqueue_batch, *args))
 
     # -- claiming ----------------------------------------------------------------------
     def claim_batch(self, worker_id: str, n: int) -> list[Job]:
@@ -388,8 +425,34 @@ class Queue:
     # -- inspection and operator actions ------------------------------------------------
     def stats(self) -> dict[str, int | None]:
         """Counts for dashboards: ``pending`` (due), ``delayed``, ``expired``, ``processing``,
-        ``dead``, ``oldest_pending_age_s``, ``done_last_minute`` and ``dead_last_minute``."""
+        ``dead``, ``oldest_pending_age_s``, ``done_last_minute`` and ``dead_last_minute``,
+        and ``paused`` (a bool)."""
         return self._engine.read(self._ops.queue_stats, self.name)
+
+    # -- pause and resume (honker for Python only) -----------------------------------------
+    def pause(self) -> bool:
+        """Stop every worker (any process) claiming from this queue; pending jobs stay.
+
+        Takes effect at the workers' next wake (the pause is a commit, which wakes them);
+        jobs already running finish normally. Returns False if it was already paused.
+        Another binding's claims (e.g. the reference extension) ignore the pause.
+        """
+        return bool(self._engine.write(self._ops.queue_pause, self.name))
+
+    def resume(self) -> bool:
+        """Let workers claim from this queue again (and wake them); False if not paused."""
+        return bool(self._engine.write(self._ops.queue_resume, self.name))
+
+    def is_paused(self) -> bool:
+        """Whether this queue is paused (by any process)."""
+        return bool(self._engine.read(self._ops.queue_is_paused, self.name))
+
+    def unique_holder(self, unique_key: str) -> int | None:
+        """Id of the job holding ``unique_key`` on this queue (live, or finished within its
+        ``unique_for_s`` window), or None."""
+        key, _ = check_unique(unique_key, None)
+        holder = self._engine.read(self._ops.unique_holder, self.name, key)
+        return None if holder is None else int(holder)
 
     def list_jobs(
         self,
@@ -413,13 +476,14 @@ class Queue:
         job = self._engine.read(self._ops.find_job, check_id(job_id))
         return job if job is not None and job["queue"] == self.name else None
 
-    def retry_dead(self, job_id: int | None = None) -> int:
-        """Put one dead job (or all of this queue's) back to pending with a fresh budget."""
-        return int(self._engine.write(self._ops.dead_requeue, self.name, check_opt_id(job_id)))
+    def retry_dead(self, job_id: int | None = None, tx: Transaction | None = None) -> int:
+        """Put one dead job (or all of this queue's) back to pending with a fresh budget
+        (``tx=`` joins a transaction)."""
+        return int(self._engine.in_tx(tx, self._ops.dead_requeue, self.name, check_opt_id(job_id)))
 
-    def discard_dead(self, job_id: int | None = None) -> int:
-        """Delete one dead job (or all of this queue's dead jobs)."""
-        return int(self._engine.write(self._ops.dead_discard, self.name, check_opt_id(job_id)))
+    def discard_dead(self, job_id: int | None = None, tx: Transaction | None = None) -> int:
+        """Delete one dead job (or all of this queue's dead jobs); ``tx=`` joins a transaction."""
+        return int(self._engine.in_tx(tx, self._ops.dead_discard, self.name, check_opt_id(job_id)))
 
     def __repr__(self) -> str:
         return (

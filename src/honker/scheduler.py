@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import _ops, cron
 from ._errors import LeadershipLost, LockHeld
 from ._json import dumps
+from ._validate import check_str
 from ._watcher import wait_any
 
 if TYPE_CHECKING:
@@ -43,8 +44,7 @@ class CronSchedule:
     __slots__ = ("expr",)
 
     def __init__(self, expr: str) -> None:
-        if not isinstance(expr, str):
-            raise TypeError(f"schedule expression must be a str, not {type(expr).__name__}")
+        check_str(expr, "schedule expression")
         cron.next_after_unix(expr, 0)  # raises ValueError for malformed/unsatisfiable
         self.expr = expr
 

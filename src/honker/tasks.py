@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import importlib
+import json
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypedDict, 
 from ._errors import UnknownTaskError
 from ._json import dumps
 from ._retry import backoff_delay
+from ._validate import check_str, check_unique
 
 if TYPE_CHECKING:
     from ._database import Database, Transaction
@@ -73,6 +76,26 @@ class TaskSpec:
     store_result: bool = True
     result_ttl_s: float = 3600
     backoff: float = 1.0
+    unique: Callable[..., str | None] | bool | None = None
+    unique_for_s: float | None = None
+
+    def unique_key(self, args: Any, kwargs: Mapping[str, Any]) -> str | None:
+        """The unique key of a call (``None``: not unique): see ``@queue.task(unique=...)``."""
+        unique = self.unique
+        if unique is None or unique is False:
+            return None
+        if unique is True:
+            canonical = json.dumps(
+                envelope(self.name, args, kwargs), sort_keys=True, separators=(",", ":")
+            )
+            return f"{self.name}:{hashlib.sha256(canonical.encode()).hexdigest()}"
+        key = unique(*args, **kwargs)
+        if key is not None and not isinstance(key, str):
+            raise TypeError(
+                f"unique key function of task {self.name!r} must return a str or None, "
+                f"not {type(key).__name__}"
+            )
+        return key
 
     def retry_delay(self, attempts: int) -> int:
         """Delay before retrying after the ``attempts``-th failed attempt."""
@@ -247,6 +270,7 @@ class _TaskWrapper(Generic[P, R_co, L_co]):
         """
         spec = self.spec
         payload = encode_call(spec.name, args, kwargs or {})
+        key = spec.unique_key(args, kwargs or {})
         job_id = self.queue.enqueue(
             payload,
             tx=tx,
@@ -255,6 +279,8 @@ class _TaskWrapper(Generic[P, R_co, L_co]):
             priority=spec.priority if priority is None else priority,
             expires=spec.expires_s,
             max_attempts=spec.retries,
+            unique_key=key,
+            unique_for_s=None if key is None else spec.unique_for_s,
         )
         result: TaskResult[R_co] = TaskResult(self.queue.db, self.queue, job_id)
         return result
@@ -287,6 +313,8 @@ class TaskOptions(TypedDict, total=False):
     store_result: bool
     result_ttl_s: float
     backoff: float
+    unique: Callable[..., str | None] | bool | None
+    unique_for_s: float | None
 
 
 class PeriodicTaskOptions(TypedDict, total=False):
@@ -328,15 +356,25 @@ def task_decorator(
     store_result: bool = True,
     result_ttl_s: float = 3600,
     backoff: float = 1.0,
+    unique: Callable[..., str | None] | bool | None = None,
+    unique_for_s: float | None = None,
 ) -> Any:
     """Implementation of ``Queue.task``: returns a decorator (or decorates directly when
     used bare, as ``@queue.task``). ``Queue.task`` carries the precise types."""
     if callable(name):  # used as @queue.task without parentheses
         return task_decorator(queue)(name)
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"task name must be a str, not {type(name).__name__}")
+    check_str(name, "task name", optional=True)
     if backoff <= 0:
         raise ValueError("backoff must be positive")
+    if unique is not None and not isinstance(unique, bool) and not callable(unique):
+        raise TypeError(
+            "unique must be True, False, None or a key function of the call's arguments, "
+            f"not {type(unique).__name__}"
+        )
+    if unique_for_s is not None:
+        if not unique:
+            raise ValueError("unique_for_s needs unique=")
+        check_unique("-", unique_for_s)
 
     def decorate(fn: Callable[..., Any]) -> _TaskWrapper[Any, Any, Any]:
         if not callable(fn):
@@ -353,6 +391,8 @@ def task_decorator(
             store_result=store_result,
             result_ttl_s=result_ttl_s,
             backoff=float(backoff),
+            unique=unique,
+            unique_for_s=unique_for_s,
         )
         _registry.register(spec)
         return _TaskWrapper(spec, queue)

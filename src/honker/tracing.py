@@ -96,10 +96,14 @@ def traced_enqueue(queue: Queue, args: tuple[Any, ...], tx: Transaction | None) 
         ops = queue.db.engine.ops
 
         def write(conn: Any, *enqueue_args: Any) -> int:
-            job_id: int = ops.enqueue(conn, *enqueue_args)
-            if carrier:
+            inserted = True
+            if len(enqueue_args) > 7:  # with a unique key: maybe an existing job's id
+                job_id, inserted = ops.enqueue_unique(conn, *enqueue_args)
+            else:
+                job_id = ops.enqueue(conn, *enqueue_args)
+            if carrier and inserted:
                 ops.job_trace_save(conn, job_id, text)
-            return job_id
+            return int(job_id)
 
         job_id: int = queue.db.engine.in_tx(tx, write, *args)
         span.set_attribute("messaging.message.id", str(job_id))

@@ -21,6 +21,7 @@ whatever is still running after it is cancelled and its claim handed back at onc
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -33,9 +34,9 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import DatabaseClosed, Retryable, WatcherDied
+from ._errors import DatabaseClosed, Retryable, Snooze, WatcherDied
 from ._json import dumps
-from ._retry import backoff_delay
+from ._retry import backoff_delay as backoff_delay  # public: honker.worker.backoff_delay
 from .queue import wait_for_work
 from .tasks import ENVELOPE_KEY, TaskRegistry, TaskSpec
 
@@ -113,6 +114,8 @@ async def _run_handler(
         return _retry_or_dead(
             job, retries, _compute_delay(retry_delay, backoff, job.attempts), error
         )
+    except Snooze as exc:
+        return ("snooze", job.id, exc.delay_s, None)
     except Retryable as exc:
         return _retry_or_dead(job, retries, exc.delay_s, str(exc))
     except Exception as exc:
@@ -137,7 +140,8 @@ async def run_task(
     """Run ``handler(job.payload)`` and record the outcome on the job at once.
 
     Success: the result is stored (when ``save_result``) and the job acked, in one
-    transaction. ``Retryable`` retries after its ``delay_s``; a timeout or any other
+    transaction. ``Snooze(seconds)`` puts it back after ``seconds`` without using up an
+    attempt. ``Retryable`` retries after its ``delay_s``; a timeout or any other
     exception retries after ``retry_delay * backoff**(attempts-1)``, or dead-letters once
     ``retries`` attempts were made (or the row's own budget is spent). Cancellation
     propagates untouched (the visibility timeout, or the pool, hands the job back).
@@ -235,7 +239,9 @@ class _QueueRunner:
         self.engine: Engine = queue.db.engine
         self.worker_id = f"honker-worker-{os.getpid()}-{queue.name}"
         self.slots = pool.concurrency
+        self.capacity = pool.concurrency + pool.prefetch
         self.active: dict[int, asyncio.Task[None]] = {}
+        self.ready: collections.deque[Job] = collections.deque()
         self.finished: list[_Finished] = []
         self.kick = asyncio.Event()
         self.full = True  # the last claim filled every free slot: more may be waiting
@@ -260,12 +266,12 @@ class _QueueRunner:
         force = True
         next_at = 0
         while not stopping.is_set():
-            free = self.slots - len(self.active)
+            free = self.capacity - len(self.active) - len(self.ready)
             if free > 0 or self.finished:
                 token, rows, next_at_now = await self._cycle(token, force, max(0, free))
                 if rows is not None:
                     for row in rows:
-                        self._start(row)
+                        self._take(row)
                     self.full = free > 0 and len(rows) == free
                     next_at = 0 if self.full else next_at_now
                     if rows:
@@ -273,7 +279,7 @@ class _QueueRunner:
                         # away) before deciding whether to wait.
                         await asyncio.sleep(0)
                 force = False
-                if self.full and len(self.active) < self.slots:
+                if self.full and len(self.active) + len(self.ready) < self.capacity:
                     force = True
                     continue
             self.kick.clear()
@@ -325,11 +331,18 @@ class _QueueRunner:
         self.pool._report(self, finished, applied)
         return new_token, rows, next_at
 
-    def _start(self, row: Any) -> None:
+    def _take(self, row: Any) -> None:
+        """A claimed job: run it in a free slot, or keep it ready for the next one."""
         from .queue import Job
 
         job = Job._from_claim(self.queue, row)
         self.pool.running[job.id] = job
+        if len(self.active) < self.slots:
+            self._start(job)
+        else:
+            self.ready.append(job)
+
+    def _start(self, job: Job) -> None:
         self.active[job.id] = asyncio.create_task(self._run_slot(job), name=f"honker-job-{job.id}")
 
     async def _run_slot(self, job: Job) -> None:
@@ -349,6 +362,8 @@ class _QueueRunner:
         finally:
             self.active.pop(job.id, None)
             self.pool.running.pop(job.id, None)
+            if self.ready and not self.pool._stopping.is_set():
+                self._start(self.ready.popleft())
             if outcome is not None:
                 self._finish(_Finished(job, outcome, task_name, time.monotonic() - started))
             elif self.full:
@@ -369,6 +384,10 @@ class _QueueRunner:
     async def _drain(self) -> None:
         """After the producer stopped: grace for running jobs, cancel the rest, last flush."""
         pool = self.pool
+        while self.ready:  # claimed but never started: hand back at once
+            job = self.ready.popleft()
+            pool.running.pop(job.id, None)
+            self._finish(_Finished(job, ("release", job.id, None, None), _task_name(job), 0.0))
         pending = list(self.active.values())
         if pending and pool.grace_period_s > 0:
             _, still = await asyncio.wait(pending, timeout=pool.grace_period_s)
@@ -388,7 +407,7 @@ class _QueueRunner:
         ops = self.engine.ops
         while True:
             await asyncio.sleep(interval)
-            ids = list(self.active)
+            ids = [*self.active, *(job.id for job in self.ready)]
             if not ids:
                 continue
             try:
@@ -429,7 +448,14 @@ def _cycle_sync(
 
 
 class WorkerPool:
-    """Runs registered tasks: one producer and ``concurrency`` execution slots per queue."""
+    """Runs registered tasks: one producer and ``concurrency`` execution slots per queue.
+
+    ``prefetch`` (default: the concurrency) is how many jobs a producer may hold claimed
+    ahead of a free slot, so a slot that frees starts its next job without waiting for a
+    database round trip. Prefetched jobs are heartbeated with the running ones and handed
+    back at once on shutdown; if the process dies they become claimable again after their
+    visibility timeout, like its running jobs. ``prefetch=0`` claims only for free slots.
+    """
 
     def __init__(
         self,
@@ -440,6 +466,7 @@ class WorkerPool:
         grace_period_s: float = 30.0,
         idle_poll_s: float | None = 5.0,
         observers: Sequence[WorkerObserver] = (),
+        prefetch: int | None = None,
     ) -> None:
         from .tasks import registry as global_registry
 
@@ -447,6 +474,7 @@ class WorkerPool:
         self.registry = registry or global_registry()
         self.queue_names = sorted(set(queues)) if queues is not None else None
         self.concurrency = max(1, int(concurrency or os.cpu_count() or 1))
+        self.prefetch = self.concurrency if prefetch is None else max(0, int(prefetch))
         self.grace_period_s = grace_period_s
         self.idle_poll_s = idle_poll_s
         from . import _observe
@@ -626,6 +654,9 @@ class WorkerPool:
             elif kind == "release":
                 result = "released"
                 log.info("job %s (%s) handed back unfinished", job_id, name)
+            elif kind == "snooze":
+                result = "snoozed"
+                log.debug("job %s (%s) snoozed for %ss", job_id, name, arg)
             else:
                 result = "dead"
                 log.error(

@@ -29,6 +29,10 @@ EXTRA = {
     "sqlite_autoindex__honker_workers_1",
     "_honker_job_trace",
     "_honker_dead_queue",
+    "_honker_unique",
+    "_honker_unique_job",
+    "_honker_unique_until",
+    "_honker_paused",
 }
 
 
