@@ -27,6 +27,7 @@ from honker.dashboard._chart import nice_ceiling, throughput_chart
 from honker.dashboard._describe import describe_error, task_call
 from honker.dashboard._format import url_part
 from honker.tasks import encode_call
+from honker.workers import list_workers
 
 TRACEBACK_ERROR = (
     "bad value\nTraceback (most recent call last):\n"
@@ -60,6 +61,12 @@ def flash(client: TestClient) -> str:
     match = re.search(r'<p class="flash" role="status">(.*?)</p>', client.get("/").text)
     assert match, "no flash message"
     return html.unescape(match.group(1))
+
+
+def post_action(client: TestClient, path: str, token: str) -> int:
+    """POST a dashboard action form; returns the status (303 when it was done)."""
+    data = {"csrf_token": token, "next": "/"}
+    return client.post(path, data=data, follow_redirects=False).status_code
 
 
 def bulk(client: TestClient, queue: str, action: str, ids: list[object], token: str) -> int:
@@ -461,3 +468,62 @@ def test_new_pages_escape_names(db: honker.Database, client: TestClient) -> None
         assert page.status_code == 200, path
         assert "<script>t" not in page.text and "<img src" not in page.text
         assert "<script>task" not in page.text and "<b>q" not in page.text
+
+
+# -- paused queues ---------------------------------------------------------------------------
+
+
+def test_pause_and_resume_a_queue_from_the_dashboard(
+    db: honker.Database, db_path: str, client: TestClient, children: list[Child]
+) -> None:
+    q = db.queue("obs")
+    first = q.enqueue(encode_call("quick", [1], {}))
+    worker = start_worker(db_path, "--heartbeat-interval", "0.5", children=children)
+    eventually(lambda: q.find_job(first) is None, what="the first job done")
+    overview = client.get("/").text
+    assert re.search(r'data-col="state"><span class="state state-active">active', overview)
+    token = csrf_token(client, "/queues/obs")
+    path = "/queues/obs"
+    assert post_action(client, f"{path}/pause", token) == 303
+    assert q.is_paused()
+    assert flash(client) == "Paused queue obs: workers claim nothing from it until resumed."
+    page = client.get(path).text
+    assert '<span class="state state-paused" data-field="paused">paused</span>' in page
+    assert re.search(r"<button[^>]*>Resume queue</button>", page)
+    assert re.search(
+        r'data-col="state"><span class="state state-paused">paused', client.get("/").text
+    )
+
+    held = q.enqueue(encode_call("quick", [2], {}))
+    # The worker keeps heartbeating (it is alive and waking) but claims nothing.
+    seen = {w["last_seen"] for w in list_workers(db)}
+    eventually(
+        lambda: any(w["last_seen"] > max(seen) + 1 for w in list_workers(db)),
+        what="two more heartbeats of the worker",
+    )
+    assert q.find_job(held)["state"] == "pending"  # type: ignore[index]
+
+    token = csrf_token(client, path)
+    assert post_action(client, f"{path}/pause", token) == 303
+    assert flash(client) == "Queue obs was already paused."
+    assert post_action(client, f"{path}/resume", token) == 303
+    assert flash(client) == "Resumed queue obs."
+    assert not q.is_paused()
+    eventually(lambda: q.find_job(held) is None, what="the held job done after resume")
+    assert post_action(client, f"{path}/resume", token) == 303
+    assert flash(client) == "Queue obs was not paused."
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+
+
+def test_pause_is_refused_read_only_and_without_csrf(db: honker.Database) -> None:
+    db.queue("emails").enqueue({"k": 1})
+    with TestClient(create_app(db), base_url=LOCAL) as client:
+        assert post_action(client, "/queues/emails/pause", "0" * 64) == 403
+        token = csrf_token(client)
+        assert post_action(client, "/queues/unknown/pause", token) == 404
+        cookies = dict(client.cookies)
+    with TestClient(create_app(db, read_only=True), base_url=LOCAL, cookies=cookies) as reader:
+        assert "Pause" not in reader.get("/").text
+        assert post_action(reader, "/queues/emails/pause", token) == 403
+    assert not db.queue("emails").is_paused()

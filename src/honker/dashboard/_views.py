@@ -345,8 +345,8 @@ class Dashboard:
         return f"Discarded dead job {job_id}." if n else f"Job {job_id} was not dead."
 
     async def queue_action(self, request: Request) -> Response:
-        """``POST /queues/{name}/{retry-dead|discard-dead|bulk}``: every dead job of a queue,
-        or (``bulk``) the ticked jobs."""
+        """``POST /queues/{name}/{retry-dead|discard-dead|pause|resume|bulk}``: every dead
+        job of a queue, pausing or resuming it, or (``bulk``) the ticked jobs."""
         fields, picked = await self._checked_form_with_jobs(request)
         name = request.path_params["name"]
         action = request.path_params["action"]
@@ -355,7 +355,7 @@ class Dashboard:
                 self._bulk_action, name, fields.get("action", ""), picked
             )
             return self._back(request, fields, message)
-        if action not in ("retry-dead", "discard-dead"):
+        if action not in ("retry-dead", "discard-dead", "pause", "resume"):
             raise HTTPException(404, f"unknown action {action!r}")
         if action == "discard-dead" and fields.get("confirm") != "yes":
             return self._back(request, fields, "Tick the box to confirm discarding.")
@@ -364,6 +364,12 @@ class Dashboard:
 
     def _queue_action(self, name: str, action: str) -> str:
         queue = self._known_queue(name)
+        if action == "pause":
+            if queue.pause():
+                return f"Paused queue {name}: workers claim nothing from it until resumed."
+            return f"Queue {name} was already paused."
+        if action == "resume":
+            return f"Resumed queue {name}." if queue.resume() else f"Queue {name} was not paused."
         if action == "retry-dead":
             return f"Retried {queue.retry_dead()} dead job(s) of {name}."
         return f"Discarded {queue.discard_dead()} dead job(s) of {name}."
