@@ -1463,9 +1463,12 @@ def paused_queues(conn: sqlite3.Connection) -> list[str]:
 # per-minute outcome history of a queue from _honker_stats. Read-only.
 
 # The task name of a job's envelope ({"__honker_task__": {"task": name, ...}}); NULL for a
-# raw payload or one that is not valid JSON (json_extract would raise on those).
+# raw payload or one that is not valid JSON (json_extract would raise on those). The job
+# queries read payloads as BLOBs (see _blob), which SQLite >= 3.45 would take for JSONB:
+# hence the cast back to text.
 _TASK_OF_PAYLOAD = (
-    "CASE WHEN json_valid(payload) THEN json_extract(payload, '$.__honker_task__.task') END"
+    "CASE WHEN json_valid(CAST(payload AS TEXT)) "
+    "THEN json_extract(CAST(payload AS TEXT), '$.__honker_task__.task') END"
 )
 TASK_NAMES_LIMIT = 200
 TASK_NAMES_SCAN = 5000
@@ -1492,7 +1495,7 @@ def dashboard_list_jobs(
     """:func:`list_jobs` that also filters by task name (``task=None``: every job)."""
     sql, params = _jobs_of_task(queue, state, search, task)
     rows = conn.execute(f"{sql} ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset))
-    return [dict(zip(JOB_DETAIL_COLUMNS, r, strict=True)) for r in rows.fetchall()]
+    return [_job_dict(JOB_DETAIL_COLUMNS, r) for r in rows.fetchall()]
 
 
 def dashboard_count_jobs(

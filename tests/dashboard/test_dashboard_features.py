@@ -91,6 +91,13 @@ def test_task_column_filter_and_arguments(db: honker.Database, client: TestClien
             ).lastrowid
             for text in ("not json {", '{"__honker_task__": {"task": 42}}')
         ]
+        # ... and one whose text is not even valid UTF-8
+        odd.append(
+            conn.execute(
+                "INSERT INTO _honker_live (queue, payload) VALUES "
+                "('emails', CAST(X'7B2262223A2022FF227D' AS TEXT))"
+            ).lastrowid
+        )
     conn.close()
 
     page = client.get("/queues/emails").text
@@ -99,6 +106,8 @@ def test_task_column_filter_and_arguments(db: honker.Database, client: TestClien
     for job_id in odd:  # shown as they are, without a task
         assert 'data-col="task"><span class="muted">' in row(page, job_id)
     assert "not json {" in row(page, odd[0])
+    assert "\N{REPLACEMENT CHARACTER}" in row(page, odd[2])
+    assert client.get(f"/queues/emails/jobs/{odd[2]}").status_code == 200
     send_row = row(page, sends[0])
     assert re.search(r'data-col="task"><a href="[^"]*task=send_email[^"]*"', send_row)
     assert "(&#34;u0@x.org&#34;, retry=0)" in send_row
