@@ -217,6 +217,7 @@ def populate(db: honker.Database) -> int:
     running = emails.claim_one("worker-2")
     assert running is not None
     reports = db.queue("reports")
+    assert reports.pause()
     reports.enqueue(
         encode_call("build_report", ["monthly-revenue"], {"month": "2026-10"}), delay=7200
     )
@@ -280,6 +281,7 @@ def test_pages_screenshots(
     dash = start_dashboard(relative_path=True)
     open_live(page, dash.url)
     expect(page.page.locator("#queues tbody tr")).to_have_count(3)
+    expect(page.page.locator('tr[data-queue="reports"] [data-col="state"]')).to_have_text("paused")
     expect(page.page.locator("#streams")).to_contain_text("analytics")
     expect(page.page.locator("#schedules")).to_contain_text("paused")
     expect(page.page.locator("#schedules")).to_contain_text("Europe/Paris")
