@@ -18,6 +18,7 @@ def test_queue_stats_and_outcome_counters(db: honker.Database) -> None:
         "oldest_pending_age_s": None,
         "done_last_minute": 0,
         "dead_last_minute": 0,
+        "cancelled_last_minute": 0,
     }
     for i in range(5):
         q.enqueue(i)

@@ -109,6 +109,39 @@ EXTRA_TABLES = {
         ("job_id", "INTEGER", 0, None, 1),
         ("carrier", "TEXT", 1, None, 0),
     ],
+    # jobs: cancel, progress, failed results, attempt history (i15-jobs)
+    "_honker_job_cancel": [
+        ("job_id", "INTEGER", 0, None, 1),
+        ("queue", "TEXT", 1, None, 0),
+        ("requested_at", "INTEGER", 1, "unixepoch()", 0),
+        ("cancelled_at", "INTEGER", 0, None, 0),
+    ],
+    "_honker_job_progress": [
+        ("job_id", "INTEGER", 0, None, 1),
+        ("fraction", "REAL", 0, None, 0),
+        ("message", "TEXT", 0, None, 0),
+        ("updated_at", "INTEGER", 1, "unixepoch()", 0),
+    ],
+    "_honker_job_errors": [
+        ("job_id", "INTEGER", 0, None, 1),
+        ("error", "TEXT", 1, None, 0),
+        ("at", "INTEGER", 1, "unixepoch()", 0),
+    ],
+    "_honker_job_attempts": [
+        ("job_id", "INTEGER", 1, None, 1),
+        ("attempt", "INTEGER", 1, None, 2),
+        ("worker_id", "TEXT", 0, None, 0),
+        ("started_at", "REAL", 0, None, 0),
+        ("ended_at", "REAL", 1, None, 0),
+        ("duration_s", "REAL", 0, None, 0),
+        ("outcome", "TEXT", 1, None, 0),
+        ("error", "TEXT", 0, None, 0),
+    ],
+    "_honker_stats_cancelled": [
+        ("queue", "TEXT", 1, None, 1),
+        ("bucket", "INTEGER", 1, None, 2),
+        ("cancelled", "INTEGER", 1, "0", 0),
+    ],
 }
 
 EXPECTED_INDEXES = {

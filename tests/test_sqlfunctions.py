@@ -898,7 +898,18 @@ SHARED_TABLES = {
     "_honker_stream",
     "_honker_stream_consumers",
 }
-EXTRA_TABLES = {"_honker_stats", "_honker_scheduler_tz", "_honker_workers", "_honker_job_trace"}
+EXTRA_TABLES = {
+    "_honker_stats",
+    "_honker_scheduler_tz",
+    "_honker_workers",
+    "_honker_job_trace",
+    # jobs: cancel, progress, failed results, attempt history (i15-jobs)
+    "_honker_job_cancel",
+    "_honker_job_progress",
+    "_honker_job_errors",
+    "_honker_job_attempts",
+    "_honker_stats_cancelled",
+}
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:

@@ -7,8 +7,17 @@ process wake within about a millisecond of the commit.
 
 from ._database import Database, open
 from ._database import Transaction as Transaction
-from ._errors import LeadershipLost, LockHeld, Retryable, UnknownTaskError
+from ._errors import (
+    JobCancelled,
+    LeadershipLost,
+    LockHeld,
+    Retryable,
+    TaskCancelled,
+    TaskFailed,
+    UnknownTaskError,
+)
 from ._extension import EXTENSION_ENTRYPOINT, extension_info, load_extension
+from ._jobcontext import JobContext, current_job
 from ._sqlfunctions import attach as attach
 from ._watcher import UpdateEvents as UpdateEvents
 from .notify import Listener, Notification
@@ -26,6 +35,8 @@ __all__ = [
     "Database",
     "Event",
     "Job",
+    "JobCancelled",
+    "JobContext",
     "LeadershipLost",
     "Listener",
     "LockHeld",
@@ -35,9 +46,12 @@ __all__ = [
     "Retryable",
     "Scheduler",
     "Stream",
+    "TaskCancelled",
+    "TaskFailed",
     "TaskResult",
     "UnknownTaskError",
     "crontab",
+    "current_job",
     "every_s",
     "extension_info",
     "load_extension",

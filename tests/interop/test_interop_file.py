@@ -29,6 +29,12 @@ EXTRA = {
     "sqlite_autoindex__honker_workers_1",
     "_honker_job_trace",
     "_honker_dead_queue",
+    # jobs: cancel, progress, failed results, attempt history (i15-jobs)
+    "_honker_job_cancel",
+    "_honker_job_progress",
+    "_honker_job_errors",
+    "_honker_job_attempts",
+    "_honker_stats_cancelled",
 }
 
 
