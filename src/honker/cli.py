@@ -242,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
         "--read-only", action="store_true", help="show data only; disable every action"
     )
     _add_observe_commands(sub, worker)
+    _add_prune_command(sub)
     return parser
 
 
@@ -965,3 +966,57 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 HANDLERS["workers"] = _cmd_workers
 HANDLERS["metrics"] = _cmd_metrics
+
+
+# -- prune: apply a retention policy once (i15-jobs) -------------------------------------
+
+PRUNE_KEYS = ("dead", "results", "notifications", "stream_events", "history")
+
+
+def _add_prune_command(sub: Any) -> None:
+    prune = sub.add_parser(
+        "prune",
+        help="apply a retention policy once (delete old dead jobs, results, ...)",
+        description="Delete, in small batches, what a retention policy no longer keeps. "
+        "Durations are seconds or strings like 45s, 15m, 12h, 30d, 2w. Without an option a "
+        "kind is treated as honker.open() does by default: only expired results and the "
+        "history of jobs gone for more than a day are deleted.",
+    )
+    prune.add_argument("database", metavar="DB", help="path of the SQLite database file")
+    for key in PRUNE_KEYS:
+        what = {
+            "dead": "dead-lettered jobs older than this (by the time they died)",
+            "results": "stored results older than this (expired results always go)",
+            "notifications": "notifications older than this",
+            "stream_events": "stream events older than this",
+            "history": "attempt history, progress and cancel records of jobs gone for "
+            "longer than this (default 1d)",
+        }[key]
+        prune.add_argument(f"--{key.replace('_', '-')}", metavar="AGE", default=None, help=what)
+    prune.add_argument("--json", action="store_true", help="print the counts as JSON")
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    import json
+
+    from .retention import Retention, prune
+
+    given = {k: getattr(args, k) for k in PRUNE_KEYS if getattr(args, k) is not None}
+    try:
+        policy = Retention.of(given)
+    except (TypeError, ValueError) as exc:
+        raise CliError(str(exc), code=2) from None
+    db = _open_existing(args.database)
+    try:
+        counts = prune(db.engine, policy)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        for key, n in counts.items():
+            print(f"{key}: {n}")
+    return 0
+
+
+HANDLERS["prune"] = _cmd_prune

@@ -144,40 +144,40 @@ class Retention:
         return out
 
 
+def _prune_batch(engine: Engine, target: str, age: int | None, batch: int) -> tuple[int, bool]:
+    """One batch: read up to ``batch`` candidate keys, delete them in one short write
+    transaction; returns ``(deleted, more may remain)``."""
+    ops = engine.ops
+    keys = engine.read(ops.retention_candidates, target, age, batch)
+    if not keys:
+        return 0, False
+    deleted = int(engine.write(ops.retention_delete, target, keys, age, quiet=True))
+    return deleted, len(keys) >= batch
+
+
+def _key(target: str) -> str:
+    return target.split(".")[0]
+
+
 def prune(engine: Engine, policy: Retention, batch: int = BATCH) -> dict[str, int]:
     """Apply ``policy`` once, in batches of ``batch`` rows; returns deleted rows per key."""
-    ops = engine.ops
-    counts: dict[str, int] = {}
+    counts = dict.fromkeys(_TARGETS, 0)
     for target, age in policy.targets():
-        total = 0
-        while True:
-            keys = engine.read(ops.retention_candidates, target, age, batch)
-            if not keys:
-                break
-            total += int(engine.write(ops.retention_delete, target, keys, age, quiet=True))
-            if len(keys) < batch:
-                break
-        key = target.split(".")[0]
-        counts[key] = counts.get(key, 0) + total
+        more = True
+        while more:
+            deleted, more = _prune_batch(engine, target, age, batch)
+            counts[_key(target)] += deleted
     return counts
 
 
 async def aprune(engine: Engine, policy: Retention, batch: int = BATCH) -> dict[str, int]:
     """:func:`prune` on the engine's I/O threads; yields to the event loop between batches."""
-    ops = engine.ops
-    counts: dict[str, int] = {}
+    counts = dict.fromkeys(_TARGETS, 0)
     for target, age in policy.targets():
-        total = 0
-        while True:
-            keys = await engine.aread(ops.retention_candidates, target, age, batch)
-            if not keys:
-                break
-            total += int(await engine.awrite(ops.retention_delete, target, keys, age, quiet=True))
-            if len(keys) < batch:
-                break
-            await asyncio.sleep(0)
-        key = target.split(".")[0]
-        counts[key] = counts.get(key, 0) + total
+        more = True
+        while more:
+            deleted, more = await engine.arun(_prune_batch, engine, target, age, batch)
+            counts[_key(target)] += deleted
     if any(counts.values()):
         log.info("retention pruned %s", ", ".join(f"{n} {k}" for k, n in counts.items() if n))
     return counts
