@@ -6,47 +6,27 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from obs_support import CLI, app_env, cli, eventually
 
 import honker
-from helpers import Child, python_env
+from helpers import Child
 from honker import TaskResult
 from honker.retention import Retention, parse_duration, prune
 from honker.tasks import ENVELOPE_KEY, TaskRegistry, TaskSpec
 from honker.worker import WorkerPool
 
-WORKER = """
-import sys
-from honker.__main__ import main
-sys.exit(main(sys.argv[1:]))
-"""
 
-
-def app_env(db_path: str, out: Path) -> dict[str, str]:
-    env = python_env()
-    env["HONKER_TEST_DB"] = db_path
-    env["HONKER_TEST_DIR"] = str(out)
-    return env
-
-
-def start_worker(db_path: str, out: Path, *args: str) -> Child:
+def start_worker(db_path: str, out: Path) -> Child:
+    """``python -m honker worker apps.jobsapp:db`` on the "jobs" queue, started."""
+    env = app_env(db_path, HONKER_TEST_DIR=str(out))
     child = Child(
-        WORKER,
-        "worker",
-        "apps.jobsapp:db",
-        "--queue",
-        "jobs",
-        "--concurrency",
-        "4",
-        *args,
-        env=app_env(db_path, out),
+        CLI, "worker", "apps.jobsapp:db", "--queue", "jobs", "--concurrency", "4", env=env
     )
     line = child.readline()
     assert line.startswith("honker worker: pid="), line
@@ -58,25 +38,8 @@ def call(q: honker.Queue, task: str, *args: Any) -> TaskResult[Any]:
     return TaskResult(q.db, q, job_id)
 
 
-def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "honker", *args],
-        capture_output=True,
-        text=True,
-        env=python_env(),
-        timeout=60,
-    )
+def until(check: Callable[[], Any], what: str) -> Any:
+    return eventually(check, what=what)
 
 
 # -- cancel, progress and failures with a worker process --------------------------------
@@ -453,17 +416,17 @@ async def test_the_scheduler_leader_applies_retention(db_path: str) -> None:
 def test_cli_prune_applies_the_policy_once(db: honker.Database, db_path: str) -> None:
     fill(db, 3)
     age_everything(db, 3 * 86400)
-    out = cli("prune", db_path, "--dead", "2d", "--stream-events", "1d", "--json")
+    out = cli(db_path, "prune", db_path, "--dead", "2d", "--stream-events", "1d", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["dead"] == 3 and report["stream_events"] == 3
     assert report["notifications"] == 0
     assert counts(db)["dead"] == 0 and counts(db)["notifications"] == 3
-    out = cli("prune", db_path, "--notifications", "1d")
+    out = cli(db_path, "prune", db_path, "--notifications", "1d")
     assert out.returncode == 0, out.stderr
     assert "notifications: 3" in out.stdout
-    bad = cli("prune", db_path, "--dead", "soon")
+    bad = cli(db_path, "prune", db_path, "--dead", "soon")
     assert bad.returncode == 2
     assert "retention 'dead': cannot read duration 'soon'" in bad.stderr
-    missing = cli("prune", str(Path(db_path).with_name("nope.db")))
+    missing = cli(db_path, "prune", str(Path(db_path).with_name("nope.db")))
     assert missing.returncode != 0 and "no database file" in missing.stderr
