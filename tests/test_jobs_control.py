@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,8 @@ from obs_support import CLI, app_env, cli, eventually
 import honker
 from helpers import Child
 from honker import TaskResult
+from honker._observe import WorkerObserver
+from honker.queue import Job
 from honker.retention import Retention, parse_duration, prune
 from honker.tasks import ENVELOPE_KEY, TaskRegistry, TaskSpec
 from honker.worker import WorkerPool
@@ -170,6 +173,48 @@ async def test_current_job_in_async_and_sync_tasks(
     assert seen == {"async": (a, "ctx", 1, "in_async"), "sync": (s, "ctx", 1, "in_sync")}
     progress = TaskResult(db, q, a).progress()
     assert progress is not None and (progress["fraction"], progress["message"]) == (1.0, "step 100")
+
+
+class Outcomes(WorkerObserver):
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, str, str | None]] = []
+
+    def job_finished(
+        self, job: Job, task_name: str | None, outcome: str, duration_s: float, error: str | None
+    ) -> None:
+        self.seen.append((job.id, outcome, error))
+
+
+async def test_a_sync_task_failing_after_a_cancel_request_ends_cancelled(
+    db: honker.Database,
+) -> None:
+    q = db.queue("sc")
+    tasks = TaskRegistry()
+    started = threading.Event()
+
+    def stubborn() -> None:
+        job = honker.current_job()
+        started.set()
+        assert job.wait_cancelled(60)
+        raise RuntimeError("interrupted half way")
+
+    tasks.register(TaskSpec("stubborn", stubborn, "sc", retries=5, retry_delay_s=0))
+    result = call(q, "stubborn")
+    observer = Outcomes()
+    stop = asyncio.Event()
+    pool = WorkerPool(db, concurrency=1, registry=tasks, observers=[observer])
+    runner = asyncio.create_task(pool.run(stop))
+    assert await asyncio.to_thread(started.wait, 30)
+    assert q.cancel(result.id)
+    with pytest.raises(honker.TaskCancelled):
+        await result.aget(timeout=30)
+    stop.set()
+    await asyncio.wait_for(runner, 30)
+    [(job_id, outcome, error)] = observer.seen
+    assert (job_id, outcome) == (result.id, "cancelled")
+    assert error is not None and "interrupted half way" in error
+    [attempt] = q.job_attempts(result.id)
+    assert attempt["outcome"] == "cancelled" and "interrupted half way" in attempt["error"]
 
 
 def test_cancelling_a_pending_job_makes_its_result_raise(db: honker.Database) -> None:

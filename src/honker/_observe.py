@@ -68,8 +68,9 @@ class WorkerObserver:
     ) -> None:
         """The job's outcome is committed (or known lapsed).
 
-        ``outcome`` is one of ``'done'``, ``'retried'``, ``'dead'``, ``'lapsed'`` (the claim
-        was lost; nothing was written) or ``'released'`` (handed back at shutdown).
+        ``outcome`` is one of ``'done'``, ``'retried'``, ``'dead'``, ``'cancelled'`` (ended
+        by a cancel request), ``'lapsed'`` (the claim was lost; nothing was written) or
+        ``'released'`` (handed back at shutdown).
         """
 
 

@@ -232,6 +232,12 @@ class _Finished:
         self.duration_s = duration_s
         self.ended_at = time.time()
 
+    def cancelled_retry(self, ctx: JobContext | None) -> None:
+        """A failure after a cancel request is recorded as cancelled (apply_outcomes does
+        the same on disk); say so to the log and the observers."""
+        if ctx is not None and ctx.cancel_requested and self.outcome[0] == "retry":
+            self.outcome = ("cancelled", self.job.id, None, self.outcome[3])
+
     def attempt_row(self) -> tuple[Any, ...] | None:
         """This attempt for ``_honker_job_attempts`` (None for a job handed back)."""
         kind, job_id, _, error = self.outcome
@@ -390,10 +396,12 @@ class _QueueRunner:
         finally:
             self.active.pop(job.id, None)
             self.pool.running.pop(job.id, None)
-            self.contexts.pop(job.id, None)
+            ctx = self.contexts.pop(job.id, None)
             self.cancelling.discard(job.id)
             if outcome is not None:
-                self._finish(_Finished(job, outcome, task_name, time.monotonic() - started))
+                item = _Finished(job, outcome, task_name, time.monotonic() - started)
+                item.cancelled_retry(ctx)
+                self._finish(item)
             elif self.full:
                 self.kick.set()
 
