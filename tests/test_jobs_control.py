@@ -278,7 +278,7 @@ def test_retention_policy_parsing() -> None:
     policy = Retention.of({"dead": "30d", "results": "1h", "stream_events": None})
     assert (policy.dead, policy.results, policy.stream_events) == (2592000, 3600, None)
     assert Retention.of(None) == Retention()
-    assert Retention().dead is None and Retention().history == 86400
+    assert Retention().dead is None and Retention().history == 3600
     with pytest.raises(ValueError, match="unknown retention key 'deadd'"):
         Retention.of({"deadd": "1d"})
     with pytest.raises(ValueError, match=r"retention 'dead': cannot read duration '30 days'"):
@@ -380,7 +380,7 @@ def test_the_default_policy_keeps_everything_but_expired_results(db: honker.Data
     age_everything(db, 400 * 86400)
     deleted = prune(db.engine, Retention())
     assert deleted["results"] == 1 and deleted["dead"] == 0
-    assert deleted["history"] == 1  # the history of the finished job (gone after a day)
+    assert deleted["history"] == 1  # the history of the finished job (gone after an hour)
     after = counts(db)
     assert after == {"dead": 5, "results": 6, "notifications": 5, "stream_events": 5, "history": 0}
     assert q.find_job(ids["dead"][0]) is not None

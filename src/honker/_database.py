@@ -360,6 +360,6 @@ def open(
     ``retention`` (a dict or :class:`honker.Retention`, e.g. ``{"dead": "30d", "results":
     "1h"}``) says how long dead jobs, results, notifications, stream events and job
     history are kept; the scheduler leader (or one worker) applies it. Default: only
-    expired results (and this library's history of gone jobs, after a day) are pruned.
+    expired results (and this library's history of gone jobs, after an hour) are pruned.
     """
     return Database(path, max_readers, watcher_backend, watcher_poll_interval_ms, retention)

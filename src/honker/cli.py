@@ -980,7 +980,7 @@ def _add_prune_command(sub: Any) -> None:
         description="Delete, in small batches, what a retention policy no longer keeps. "
         "Durations are seconds or strings like 45s, 15m, 12h, 30d, 2w. Without an option a "
         "kind is treated as honker.open() does by default: only expired results and the "
-        "history of jobs gone for more than a day are deleted.",
+        "history of jobs gone for more than an hour are deleted.",
     )
     prune.add_argument("database", metavar="DB", help="path of the SQLite database file")
     for key in PRUNE_KEYS:
@@ -990,7 +990,7 @@ def _add_prune_command(sub: Any) -> None:
             "notifications": "notifications older than this",
             "stream_events": "stream events older than this",
             "history": "attempt history, progress and cancel records of jobs gone for "
-            "longer than this (default 1d)",
+            "longer than this (default 1h)",
         }[key]
         prune.add_argument(f"--{key.replace('_', '-')}", metavar="AGE", default=None, help=what)
     prune.add_argument("--json", action="store_true", help="print the counts as JSON")

@@ -12,7 +12,8 @@ Defaults follow the reference, which prunes nothing but expired results: ``dead`
 ``notifications`` and ``stream_events`` are kept forever unless given. ``results`` (age
 since the result was stored) also deletes results past their own TTL. ``history`` is this
 library's own job metadata (attempt history, progress, last errors, cancel records) of
-jobs that are gone from both the live and the dead table: kept one day by default.
+jobs that are gone from both the live and the dead table: kept one hour by default (as
+long as a result's default TTL), so a busy queue's history of finished jobs stays small.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ __all__ = ["Retention", "aprune", "parse_duration", "prune"]
 BATCH = 500
 INTERVAL_S = 60.0
 LOCK_NAME = "honker-retention"
-HISTORY_DEFAULT_S = 86400.0
+HISTORY_DEFAULT_S = 3600.0
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 # retention key -> the _ops.RETENTION_TARGETS it drives
@@ -95,7 +96,7 @@ class Retention:
     time they died), ``results`` (stored results, by the time they were stored; expired
     results always go), ``notifications``, ``stream_events`` (by their creation time) and
     ``history`` (attempt history, progress and cancel records of jobs gone from both job
-    tables; default one day).
+    tables; default one hour).
     """
 
     dead: float | None = None
