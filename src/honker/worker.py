@@ -56,6 +56,7 @@ CANCELLED_ERROR = "cancelled"
 FLUSH_INTERVAL_S = 0.002
 FLUSH_MAX = 512
 PROGRESS_INTERVAL_S = 1.0  # at most one progress write per job per second
+CANCEL_CHECK_MIN_S = 0.05  # under a storm of wakes, at most one cancel-request read per 50 ms
 
 # (kind, job id, arg, error): see honker._ops.apply_outcomes.
 Outcome = tuple[str, int, Any, Any]
@@ -275,6 +276,10 @@ class _QueueRunner:
         self.cancelling: set[int] = set()
         self._progress: dict[int, tuple[float, str | None]] = {}
         self._progress_lock = threading.Lock()
+        self._cancel_timer: asyncio.TimerHandle | None = None
+        self._cancel_task: asyncio.Task[None] | None = None
+        self._cancel_again = False
+        self._cancel_next_at = 0.0
 
     # -- the producer ------------------------------------------------------------------
     async def run(self) -> None:
@@ -285,7 +290,10 @@ class _QueueRunner:
             await self._produce(sub)
             await self._drain()
         finally:
-            for task in (beats, progress):
+            if self._cancel_timer is not None:
+                self._cancel_timer.cancel()
+            checking = [self._cancel_task] if self._cancel_task is not None else []
+            for task in (beats, progress, *checking):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -328,7 +336,7 @@ class _QueueRunner:
                 self.kick,
             )
             if woke and self.active:
-                await self._check_cancels()
+                self._wake_cancel_check()
             if not woke or (next_at > 0 and time.time() >= next_at):
                 force = True
             if self.full:
@@ -435,6 +443,36 @@ class _QueueRunner:
                 await self._cycle(None, False, 0)
 
     # -- cancel requests and progress (current_job()) ---------------------------------
+    def _wake_cancel_check(self) -> None:
+        """After a wake: look for cancel requests soon, off the producer's path.
+
+        The first wake after a quiet spell checks at once; a storm of wakes (a busy file)
+        is coalesced to one read per ``CANCEL_CHECK_MIN_S``. A wake during a check runs
+        another one after it, so a request committed meanwhile is not missed.
+        """
+        if self._cancel_task is not None:
+            self._cancel_again = True
+            return
+        if self._cancel_timer is not None:
+            return
+        delay = max(0.0, self._cancel_next_at - time.monotonic())
+        loop = asyncio.get_running_loop()
+        self._cancel_timer = loop.call_later(delay, self._start_cancel_check)
+
+    def _start_cancel_check(self) -> None:
+        self._cancel_timer = None
+        self._cancel_again = False
+        self._cancel_task = asyncio.get_running_loop().create_task(self._run_cancel_check())
+
+    async def _run_cancel_check(self) -> None:
+        try:
+            await self._check_cancels()
+        finally:
+            self._cancel_task = None
+            self._cancel_next_at = time.monotonic() + CANCEL_CHECK_MIN_S
+            if self._cancel_again and self.contexts:
+                self._wake_cancel_check()
+
     async def _check_cancels(self) -> None:
         """One indexed read: which running jobs were asked to stop; tell each one.
 
