@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["JobContext", "current_job"]
 
 MAX_PROGRESS_MESSAGE = 1000
+_EVENT_LOCK = threading.Lock()  # pairs a cancel request with a waiter's lazily made Event
 
 
 class ProgressSink(Protocol):
@@ -38,14 +39,15 @@ class JobContext:
     :class:`honker.Job`).
     """
 
-    __slots__ = ("_cancel", "_sink", "is_async", "job", "task_name")
+    __slots__ = ("_cancelled", "_event", "_sink", "is_async", "job", "task_name")
 
     def __init__(self, job: Job, sink: ProgressSink | None, task_name: str | None = None):
         self.job = job
         self.task_name = task_name
         self.is_async = False
         self._sink = sink
-        self._cancel = threading.Event()
+        self._cancelled = False
+        self._event: threading.Event | None = None  # made only if a task waits on it
 
     @property
     def job_id(self) -> int:
@@ -70,18 +72,24 @@ class JobContext:
     @property
     def cancel_requested(self) -> bool:
         """``True`` once ``q.cancel(job_id)`` asked this job to stop (seen by the worker)."""
-        return self._cancel.is_set()
+        return self._cancelled
 
     def raise_if_cancelled(self) -> None:
         """Raise :class:`honker.JobCancelled` if a cancel was requested; the job then ends
         as cancelled (it leaves the queue and is not retried)."""
-        if self._cancel.is_set():
+        if self._cancelled:
             raise JobCancelled(f"job {self.job.id} was cancelled")
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Block (a sync task's thread) until a cancel is requested or ``timeout`` passes;
         returns :attr:`cancel_requested`. A cancellable replacement for ``time.sleep``."""
-        return self._cancel.wait(timeout)
+        with _EVENT_LOCK:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._cancelled:
+                    self._event.set()
+            event = self._event
+        return event.wait(timeout)
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress: ``fraction`` from 0.0 to 1.0, with an optional ``message``.
@@ -106,7 +114,10 @@ class JobContext:
             self._sink.offer_progress(self.job.id, value, message)
 
     def _request_cancel(self) -> None:
-        self._cancel.set()
+        with _EVENT_LOCK:
+            self._cancelled = True
+            if self._event is not None:
+                self._event.set()
 
     def __repr__(self) -> str:
         return f"JobContext(job_id={self.job.id}, queue={self.job.queue_name!r})"
