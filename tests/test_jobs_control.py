@@ -17,10 +17,10 @@ from obs_support import CLI, app_env, cli, eventually
 
 import honker
 from helpers import Child
-from honker import TaskResult
+from honker import Retention, TaskResult
 from honker._observe import WorkerObserver
 from honker.queue import Job
-from honker.retention import Retention, parse_duration, prune
+from honker.retention import parse_duration, prune
 from honker.tasks import ENVELOPE_KEY, TaskRegistry, TaskSpec
 from honker.worker import WorkerPool
 

@@ -23,6 +23,7 @@ from ._watcher import UpdateEvents as UpdateEvents
 from .notify import Listener, Notification
 from .outbox import Outbox
 from .queue import Job, Queue
+from .retention import Retention
 from .scheduler import CronSchedule, Scheduler, crontab, every_s
 from .stream import Event, Stream
 from .tasks import TaskResult, registry, run_workers
@@ -43,6 +44,7 @@ __all__ = [
     "Notification",
     "Outbox",
     "Queue",
+    "Retention",
     "Retryable",
     "Scheduler",
     "Stream",
