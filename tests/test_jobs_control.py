@@ -67,6 +67,12 @@ def test_cancelling_a_running_task_in_a_worker_process(
     expected = (0.25, "t started") if task == "wait_async" else (0.5, "t halfway")
     assert (progress["fraction"], progress["message"]) == expected
     assert q.get_job(result.id)["progress"] == progress  # type: ignore[index]
+    shown = cli(db_path, "job", db_path, str(result.id))
+    assert shown.returncode == 0, shown.stderr
+    percent = "25% t started" if task == "wait_async" else "50% t halfway"
+    assert any(
+        line.startswith("progress") and percent in line for line in shown.stdout.splitlines()
+    )
 
     assert q.cancel(result.id) is True
     with pytest.raises(honker.TaskCancelled) as caught:
@@ -104,6 +110,11 @@ def test_failed_task_raises_taskfailed_with_history(
     assert [(h["attempt"], h["outcome"]) for h in history] == [(1, "retried"), (2, "dead")]
     assert all("boom: x" in h["error"] for h in history)
     assert all(h["duration_s"] >= 0 for h in history)
+    shown = cli(db_path, "job", db_path, str(result.id), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["attempts_history"] == history
+    text = cli(db_path, "job", db_path, str(result.id)).stdout
+    assert "#1 retried after" in text and "#2 dead after" in text and "boom: x" in text
 
 
 def test_a_timeout_is_the_last_error_of_a_job_waiting_to_retry(

@@ -666,6 +666,7 @@ def _cmd_job(args: argparse.Namespace, db: Any) -> int:
             code=1,
         )
     job = _decoded(found)
+    job.update(_job_progress_and_history(db, job))
     if args.json:
         _print_json(job)
         return 0
@@ -691,6 +692,7 @@ def _cmd_job(args: argparse.Namespace, db: Any) -> int:
     fields.append(("payload", payload))
     if job["last_error"]:
         fields.append(("last error", job["last_error"].rstrip()))
+    fields += _job_progress_and_history_fields(job)
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
         lines = value.split("\n")
@@ -968,7 +970,39 @@ HANDLERS["workers"] = _cmd_workers
 HANDLERS["metrics"] = _cmd_metrics
 
 
-# -- prune: apply a retention policy once (i15-jobs) -------------------------------------
+# -- job progress and attempt history, prune (i15-jobs) -----------------------------------
+
+
+def _job_progress_and_history(db: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """The ``progress`` and ``attempts_history`` keys ``honker job`` adds to a job."""
+    queue = db.queue(job["queue"])
+    return {
+        "progress": queue.progress(job["id"]),
+        "attempts_history": queue.job_attempts(job["id"]),
+    }
+
+
+def _job_progress_and_history_fields(job: dict[str, Any]) -> list[tuple[str, str]]:
+    fields: list[tuple[str, str]] = []
+    progress = job.get("progress")
+    if progress:
+        text = f"{progress['fraction'] * 100:.0f}%"
+        if progress["message"]:
+            text += f" {progress['message']}"
+        fields.append(("progress", f"{text} ({_when(progress['updated_at'])})"))
+    lines = []
+    for a in job.get("attempts_history") or []:
+        error = (a["error"] or "").strip().split("\n")[0]
+        duration = "-" if a["duration_s"] is None else f"{a['duration_s']:.3f}s"
+        line = f"#{a['attempt']} {a['outcome']} after {duration}"
+        line += f" on {a['worker_id'] or '?'} at {_when(int(a['ended_at']))}"
+        lines.append(f"{line}: {_clip(error, 60)}" if error else line)
+    if lines:
+        fields.append(("history", "\n".join(lines)))
+    return fields
+
+
+# -- prune: apply a retention policy once ----------------------------------------------------
 
 PRUNE_KEYS = ("dead", "results", "notifications", "stream_events", "history")
 
