@@ -359,6 +359,24 @@ def counts(db: honker.Database) -> dict[str, int]:
     return dict(row)
 
 
+def test_retention_finds_old_rows_through_an_index(db: honker.Database) -> None:
+    from honker import _ops
+
+    # every target but the small counter table and the reference-shaped results table
+    indexed = set(_ops.RETENTION_TARGETS) - set(_ops._MONOTONE_TARGETS)
+    assert set(_ops.RETENTION_INDEXES) == indexed - {"results", "history.stats_cancelled"}
+    for target, index in _ops.RETENTION_INDEXES.items():
+        table, key, _, _ = _ops.RETENTION_TARGETS[target]
+        where, params = _ops._retention_where(target, 3600)
+        source = f"{table} INDEXED BY {index}"
+        plan = db.query(
+            f"EXPLAIN QUERY PLAN SELECT DISTINCT {key} FROM {source} WHERE {where} LIMIT 500",
+            params,
+        )
+        assert not any(row["detail"].startswith("SCAN") for row in plan), (target, plan)
+        assert db.engine.read(_ops.retention_candidates, target, 3600, 500) == []
+
+
 def test_prune_applies_each_window_in_small_batches(db: honker.Database) -> None:
     fill(db)
     before = counts(db)
@@ -370,6 +388,10 @@ def test_prune_applies_each_window_in_small_batches(db: honker.Database) -> None
         "history": 1,
     }
     age_everything(db, 2 * 86400)
+    for i in range(2):  # young rows after the old ones: kept
+        with db.transaction() as tx:
+            tx.notify("ch", f"fresh {i}")
+        db.stream("events").publish({"fresh": i})
     policy = Retention(dead="1d", results="1h", notifications="1d", stream_events="1d")
     deleted = prune(db.engine, policy, batch=2)
     assert deleted == {
@@ -379,7 +401,7 @@ def test_prune_applies_each_window_in_small_batches(db: honker.Database) -> None
         "stream_events": 5,
         "history": 1,
     }
-    assert counts(db) == dict.fromkeys(before, 0)
+    assert counts(db) == dict.fromkeys(before, 0) | {"notifications": 2, "stream_events": 2}
 
 
 def test_the_default_policy_keeps_everything_but_expired_results(db: honker.Database) -> None:

@@ -167,6 +167,12 @@ EXPECTED_INDEXES = {
     "_honker_stream_topic": ("_honker_stream", ["topic", "offset"], [0, 0], None),
     # extra index of this library (dead jobs per queue without a table scan)
     "_honker_dead_queue": ("_honker_dead", ["queue"], [0], None),
+    # retention's age indexes (i15-jobs): old rows are found without a scan
+    "_honker_dead_died": ("_honker_dead", ["died_at"], [0], None),
+    "_honker_job_cancel_age": ("_honker_job_cancel", ["requested_at"], [0], None),
+    "_honker_job_progress_age": ("_honker_job_progress", ["updated_at"], [0], None),
+    "_honker_job_errors_age": ("_honker_job_errors", ["at"], [0], None),
+    "_honker_job_attempts_age": ("_honker_job_attempts", ["ended_at"], [0], None),
 }
 
 

@@ -1521,12 +1521,7 @@ RETENTION_TARGETS: dict[str, tuple[str, str, str, str]] = {
     "history.attempts": ("_honker_job_attempts", "job_id", "ended_at", _GONE),
     "history.progress": ("_honker_job_progress", "job_id", "updated_at", _GONE),
     "history.errors": ("_honker_job_errors", "job_id", "at", _GONE),
-    "history.cancel": (
-        "_honker_job_cancel",
-        "job_id",
-        "COALESCE(cancelled_at, requested_at)",
-        _GONE,
-    ),
+    "history.cancel": ("_honker_job_cancel", "job_id", "requested_at", _GONE),
     "history.stats_cancelled": ("_honker_stats_cancelled", "queue || ':' || bucket", "bucket", ""),
 }
 
@@ -1548,14 +1543,48 @@ def _retention_where(target: str, older_than_s: int | None) -> tuple[str, list[A
     return " AND ".join(clauses) or "0", params
 
 
+# The age index each target's candidates are read through (see _schema.JOBS_META_INDEXES).
+RETENTION_INDEXES = {
+    "dead": "_honker_dead_died",
+    "history.attempts": "_honker_job_attempts_age",
+    "history.progress": "_honker_job_progress_age",
+    "history.errors": "_honker_job_errors_age",
+    "history.cancel": "_honker_job_cancel_age",
+}
+
+# Tables whose creation time grows with their key: the oldest rows come first in key order,
+# so candidates are a prefix of that order (a bounded read, no index needed).
+_MONOTONE_TARGETS = ("notifications", "stream_events")
+
+
 def retention_candidates(
     conn: sqlite3.Connection, target: str, older_than_s: int | None, limit: int
 ) -> list[Any]:
-    """Up to ``limit`` keys of rows ``target`` would delete (a read, off the writer)."""
-    table, key, _, _ = RETENTION_TARGETS.get(target, ("", "", "", ""))
+    """Up to ``limit`` keys of rows ``target`` would delete (a read, off the writer).
+
+    Reads through an age index or, for tables in creation order, the oldest rows only;
+    expired results (no index on the shared table) are found by a scan, like the
+    reference's result sweep.
+    """
+    table, key, age, _ = RETENTION_TARGETS.get(target, ("", "", "", ""))
     where, params = _retention_where(target, older_than_s)
+    if target in _MONOTONE_TARGETS:
+        if older_than_s is None:
+            return []
+        rows = conn.execute(
+            f"SELECT {key}, {age} < unixepoch() - ? FROM {table} ORDER BY {key} LIMIT ?",
+            (int(older_than_s), limit),
+        ).fetchall()
+        keys = []
+        for row in rows:
+            if not row[1]:
+                break
+            keys.append(row[0])
+        return keys
+    index = RETENTION_INDEXES.get(target)
+    source = f"{table} INDEXED BY {index}" if index and older_than_s is not None else table
     rows = conn.execute(
-        f"SELECT DISTINCT {key} FROM {table} WHERE {where} LIMIT ?", (*params, limit)
+        f"SELECT DISTINCT {key} FROM {source} WHERE {where} LIMIT ?", (*params, limit)
     ).fetchall()
     return [r[0] for r in rows]
 

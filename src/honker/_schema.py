@@ -366,6 +366,20 @@ JOBS_META_DDL: tuple[str, ...] = (
     ) WITHOUT ROWID""",
 )
 
+# Retention reads its candidates through these (an old row is found without a scan).
+JOBS_META_INDEXES: tuple[tuple[str, str], ...] = (
+    ("_honker_job_cancel_age", "_honker_job_cancel(requested_at)"),
+    ("_honker_job_progress_age", "_honker_job_progress(updated_at)"),
+    ("_honker_job_errors_age", "_honker_job_errors(at)"),
+    ("_honker_job_attempts_age", "_honker_job_attempts(ended_at)"),
+    # dead jobs pruned by age: an extra index on the shared table (like _honker_dead_queue)
+    ("_honker_dead_died", "_honker_dead(died_at)"),
+)
+JOBS_META_DDL = (
+    *JOBS_META_DDL,
+    *(f"CREATE INDEX IF NOT EXISTS {name} ON {target}" for name, target in JOBS_META_INDEXES),
+)
+
 JOBS_META_TABLES = (
     "_honker_job_cancel",
     "_honker_job_progress",
@@ -374,4 +388,6 @@ JOBS_META_TABLES = (
     "_honker_stats_cancelled",
 )
 EXTRA_DDL = (*EXTRA_DDL, *JOBS_META_DDL)
-_EXPECTED_OBJECTS = _EXPECTED_OBJECTS | set(JOBS_META_TABLES)
+_EXPECTED_OBJECTS = (
+    _EXPECTED_OBJECTS | set(JOBS_META_TABLES) | {name for name, _ in JOBS_META_INDEXES}
+)

@@ -35,6 +35,11 @@ EXTRA = {
     "_honker_job_errors",
     "_honker_job_attempts",
     "_honker_stats_cancelled",
+    "_honker_dead_died",
+    "_honker_job_cancel_age",
+    "_honker_job_progress_age",
+    "_honker_job_errors_age",
+    "_honker_job_attempts_age",
 }
 
 
