@@ -205,13 +205,20 @@ async def run_for_worker(
     ttl = int(max(3 * interval_s, 10))
     try:
         while True:
-            led = await engine.aread(ops.lock_expires_at, scheduler_lock)
-            if led is None or led <= time.time():
-                held = await engine.awrite(ops.lock_renew, LOCK_NAME, owner, ttl, quiet=True)
-                if not held:
-                    held = await engine.awrite(ops.lock_acquire, LOCK_NAME, owner, ttl, quiet=True)
-                if held:
-                    await _prune_quietly(engine, policy)
+            try:
+                led = await engine.aread(ops.lock_expires_at, scheduler_lock)
+                if led is None or led <= time.time():
+                    held = await engine.awrite(ops.lock_renew, LOCK_NAME, owner, ttl, quiet=True)
+                    if not held:
+                        held = await engine.awrite(
+                            ops.lock_acquire, LOCK_NAME, owner, ttl, quiet=True
+                        )
+                    if held:
+                        await _prune_quietly(engine, policy)
+            except (DatabaseClosed, WatcherDied):
+                raise
+            except RuntimeError as exc:  # transient (busy): the next round tries again
+                log.warning("retention lock or pass failed: %s", exc)
             await asyncio.sleep(interval_s)
     except (DatabaseClosed, WatcherDied):
         return

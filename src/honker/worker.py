@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DatabaseClosed, JobCancelled, Retryable, WatcherDied
-from ._jobcontext import JobContext, set_current
+from ._jobcontext import JobContext, _current, set_current
 from ._json import dumps
 from ._retry import backoff_delay
 from .queue import wait_for_work
@@ -817,7 +817,5 @@ class WorkerPool:
 
 def _current_context(job: Job) -> JobContext | None:
     """The context the worker made for ``job`` (``None`` outside the pool's slots)."""
-    from ._jobcontext import _current
-
     ctx = _current.get()
     return ctx if ctx is not None and ctx.job is job else None
