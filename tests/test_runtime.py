@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import honker
-from helpers import Child
+from helpers import ROOT, Child
 from honker import _backends, _ops
 from honker.worker import WorkerPool
 
@@ -209,7 +209,8 @@ def run(marker: str) -> dict:
 def test_outcome_of_a_lapsed_claim_writes_nothing(tmp_path: Path, children: list[Child]) -> None:
     db_path = str(tmp_path / "app.db")
     (tmp_path / "slowapp.py").write_text(SLOW_WORKER_APP)
-    env = dict(os.environ, APP_DB=db_path, PYTHONPATH=f"{tmp_path}{os.pathsep}src")
+    # this checkout's src (a relative "src" would resolve under tmp_path: another install)
+    env = dict(os.environ, APP_DB=db_path, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT / 'src'}")
     db = honker.open(db_path)
     q = db.queue("slow", visibility_timeout_s=1)
     marker = str(tmp_path / "started")

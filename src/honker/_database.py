@@ -48,7 +48,11 @@ class Database:
         max_readers: int = 8,
         watcher_backend: str | None = None,
         watcher_poll_interval_ms: int | None = None,
+        retention: Any = None,
     ) -> None:
+        from .retention import Retention
+
+        self.retention: Retention = Retention.of(retention)  # checked before any I/O
         engine = SqliteEngine(path, max_readers, watcher_backend, watcher_poll_interval_ms)
         self._engine: Engine = engine
         self.path: str = engine.path
@@ -348,11 +352,17 @@ def open(
     max_readers: int = 8,
     watcher_backend: str | None = None,
     watcher_poll_interval_ms: int | None = None,
+    retention: Any = None,
 ) -> Database:
     """Open (or create) a honker database at ``path``.
 
     Applies the standard PRAGMAs (WAL, ``synchronous=NORMAL``, 5 s busy timeout...),
     registers ``notify()`` and the ``honker_*`` SQL functions on the writer connection and
     installs the schema. The update watcher starts lazily on the first subscription.
+
+    ``retention`` (a dict or :class:`honker.Retention`, e.g. ``{"dead": "30d", "results":
+    "1h"}``) says how long dead jobs, results, notifications, stream events and job
+    history are kept; the scheduler leader (or one worker) applies it. Default: only
+    expired results (and this library's history of gone jobs, after an hour) are pruned.
     """
-    return Database(path, max_readers, watcher_backend, watcher_poll_interval_ms)
+    return Database(path, max_readers, watcher_backend, watcher_poll_interval_ms, retention)
