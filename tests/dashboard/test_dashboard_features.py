@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from dashboard_support import LOCAL, csrf_token
-from obs_support import eventually, start_worker
+from obs_support import CLI, app_env, eventually, start_worker
 from starlette.testclient import TestClient
 
 import honker
@@ -343,13 +343,20 @@ def test_bulk_retry_discard_and_cancel(db: honker.Database, client: TestClient) 
     assert bulk(client, "emails", "discard", [dead[2], dead[3], dead[3]], token) == 303
     assert q.find_job(dead[2]) is None and q.find_job(dead[3]) is None
     assert flash(client) == f"Discarded 2 jobs ({dead[2]}, {dead[3]})."
-    assert bulk(client, "emails", "cancel", [*pending, running, 987654], token) == 303
+    still_dead = kill_job(db, "emails", {"n": 9}, "boom")
+    picked = [*pending, running, still_dead, 987654]
+    assert bulk(client, "emails", "cancel", picked, token) == 303
     assert all(q.find_job(i) is None for i in pending)
     assert q.find_job(running)["state"] == "processing"  # type: ignore[index]
     assert flash(client) == (
         f"Cancelled 3 jobs ({pending[0]}, {pending[1]}, {pending[2]}). "
-        f"Skipped 2 jobs ({running}, 987654) (not pending, or gone)."
+        f"Asked the workers running 1 job ({running}) to cancel them. "
+        f"Skipped 2 jobs ({still_dead}, 987654) (dead, or a cancel request waits, or gone)."
     )
+    page = client.get(f"/queues/emails/jobs/{running}").text
+    assert 'data-field="cancel-requested">cancel requested</span>' in page
+    assert bulk(client, "emails", "cancel", [running], token) == 303  # a request waits
+    assert flash(client).startswith(f"Cancelled 0 jobs. Skipped 1 job ({running})")
     assert bulk(client, "emails", "retry", [], token) == 303
     assert flash(client) == "Nothing selected: tick the jobs first."
 
@@ -536,3 +543,87 @@ def test_pause_is_refused_read_only_and_without_csrf(db: honker.Database) -> Non
         assert "Pause" not in reader.get("/").text
         assert post_action(reader, "/queues/emails/pause", token) == 403
     assert not db.queue("emails").is_paused()
+
+
+# -- progress, cancel of running jobs, attempt history, stored results ------------------------
+
+
+def start_jobs_worker(db_path: str, out: Path, children: list[Child]) -> Child:
+    """``python -m honker worker apps.jobsapp:db`` (queue "jobs"), started."""
+    env = app_env(db_path, HONKER_TEST_DIR=str(out))
+    child = Child(CLI, "worker", "apps.jobsapp:db", "--queue", "jobs", env=env)
+    children.append(child)
+    while not child.readline().startswith("honker worker: pid="):
+        pass
+    return child
+
+
+def test_progress_and_cancel_of_a_running_job(
+    db: honker.Database,
+    db_path: str,
+    client: TestClient,
+    children: list[Child],
+    tmp_path: Path,
+) -> None:
+    q = db.queue("jobs")
+    job_id = q.enqueue(encode_call("wait_async", ["a"], {}))
+    # A later job keeps the queue listed once the cancelled one is gone (cancels are not
+    # counted in _honker_stats, which lists queues that have no jobs left).
+    q.enqueue(encode_call("wait_async", ["later"], {}), delay=3600)
+    worker = start_jobs_worker(db_path, tmp_path, children)
+    eventually(lambda: (tmp_path / "a.started").exists(), what="the task running")
+    url = f"/queues/jobs/jobs/{job_id}"
+    page = eventually(
+        lambda: 'data-field="progress">25 % · a started' in (t := client.get(url).text) and t,
+        what="the progress on the job page",
+    )
+    assert '<meter min="0" max="1" value="0.25"' in page
+    listing = client.get("/queues/jobs?state=processing").text
+    assert 'data-field="progress">25 % · a started' in row(listing, job_id)
+
+    token = csrf_token(client, url)
+    assert post_action(client, f"{url}/cancel", token) == 303
+    assert flash(client) == f"Asked the worker running job {job_id} to cancel it."
+    eventually(lambda: (tmp_path / "a.cancelled").exists(), what="the task cancelled")
+    finished = eventually(
+        lambda: 'id="finished-note"' in (t := client.get(url).text) and t,
+        what="the job page showing the finished job",
+    )
+    assert '<span class="state state-cancelled">cancelled</span>' in finished
+    attempt = re.search(r'<tr data-attempt="1">(.*?)</tr>', finished, re.S)
+    assert attempt and "state-cancelled" in attempt.group(1)
+    assert q.find_job(job_id) is None
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+
+
+def test_attempt_history_and_stored_result(
+    db: honker.Database, db_path: str, client: TestClient, children: list[Child]
+) -> None:
+    q = db.queue("obs")
+    ok = q.enqueue(encode_call("quick", [21], {}))
+    boom = q.enqueue(encode_call("boom", [], {}))
+    worker = start_worker(db_path, "--heartbeat-interval", "0.5", children=children)
+    eventually(lambda: q.find_job(ok) is None and q.stats()["dead"] == 1, what="both finished")
+
+    done = client.get(f"/queues/obs/jobs/{ok}")
+    assert done.status_code == 200
+    assert '<span class="state state-done">done</span>' in done.text
+    result = re.search(r'<pre class="json" id="result">(.*?)</pre>', done.text, re.S)
+    assert result and result.group(1) == "42"
+    attempts = re.findall(r'<tr data-attempt="(\d+)">(.*?)</tr>', done.text, re.S)
+    assert [a for a, _ in attempts] == ["1"]
+    assert "state-done" in attempts[0][1] and '<code class="worker">' in attempts[0][1]
+
+    dead = client.get(f"/queues/obs/jobs/{boom}").text
+    attempts = re.findall(r'<tr data-attempt="(\d+)">(.*?)</tr>', dead, re.S)
+    assert attempts and "state-dead" in attempts[-1][1]
+    assert '<span class="exc-type">ValueError</span>: boom on purpose' in attempts[-1][1]
+    assert "<details><summary>traceback</summary>" in attempts[-1][1]
+    assert 'id="result"' not in dead
+    # Another queue's URL for a finished job, and an id nobody used, stay 404.
+    db.queue("other").enqueue({"k": 1})
+    assert client.get(f"/queues/other/jobs/{boom}").status_code == 404
+    assert client.get("/queues/obs/jobs/999999").status_code == 404
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0

@@ -211,7 +211,7 @@ class Dashboard:
                 "title": f"Queue {name}",
                 "queue": name,
                 "stats": queue.stats(),
-                "jobs": [describe_job(j) for j in jobs],
+                "jobs": [self._with_progress(queue, describe_job(j)) for j in jobs],
                 "state": state,
                 "states": JOB_STATES,
                 "search": search or "",
@@ -226,22 +226,46 @@ class Dashboard:
             },
         )
 
+    @staticmethod
+    def _with_progress(queue: honker.Queue, job: dict[str, Any]) -> dict[str, Any]:
+        """``job`` with the progress its task last reported (processing jobs only)."""
+        job["progress"] = queue.progress(job["id"]) if job["state"] == "processing" else None
+        return job
+
     def job_page(self, request: Request) -> Response:
-        """``GET /queues/{name}/jobs/{id}``: one job, live or dead."""
+        """``GET /queues/{name}/jobs/{id}``: one job, live or dead, or finished (its stored
+        result and attempt history), with its progress and attempt history."""
         name = request.path_params["name"]
         job_id = parse_job_id(request.path_params["job_id"])
         queue = self._known_queue(name)
+        engine = self.db.engine
         job = queue.find_job(job_id)
+        attempts = queue.job_attempts(job_id)
+        found, result = queue.get_result(job_id)
         if job is None:
-            raise HTTPException(
-                404,
-                f"job {job_id} is not in queue {name!r}: it may have completed, been "
-                "cancelled or discarded (finished jobs are deleted)",
+            elsewhere = engine.read(engine.ops.find_job, job_id) is not None
+            if elsewhere or not (found or attempts):
+                raise HTTPException(
+                    404,
+                    f"job {job_id} is not in queue {name!r}: it may have completed, been "
+                    "cancelled or discarded (finished jobs are deleted)",
+                )
+            last = attempts[-1]["outcome"] if attempts else "done"
+            finished = {"id": job_id, "queue": name, "state": last, "finished": True}
+            context = {"job": finished, "attempts": attempts, "result": (found, result)}
+        else:
+            live = queue.get_job(job_id) if job["state"] != "dead" else None
+            if live is not None and job.get("last_error") is None:
+                job["last_error"] = live.get("last_error")
+            job["progress"] = None if live is None else live.get("progress")
+            job["cancel_requested"] = job["state"] == "processing" and bool(
+                engine.read(engine.ops.cancel_requested, job_id)
             )
+            context = {"job": describe_job(job), "attempts": attempts, "result": (found, result)}
         return self._render(
             request,
             "job.html",
-            {"title": f"Job {job_id}", "queue": name, "job": describe_job(job)},
+            {"title": f"Job {job_id}", "queue": name, **context},
         )
 
     def workers_page(self, request: Request) -> Response:
@@ -330,12 +354,15 @@ class Dashboard:
             raise HTTPException(404, f"no job {job_id} in queue {name!r}")
         state = job["state"]
         if action == "cancel":
-            if state not in ("pending", "delayed"):
-                return f"Job {job_id} is {state}: only pending jobs can be cancelled."
-            done = queue.cancel(job_id, pending_only=True)
-            if done:
-                return f"Cancelled job {job_id}."
-            return f"Job {job_id} was claimed by a worker or finished meanwhile: not cancelled."
+            if state == "dead":
+                return f"Job {job_id} is dead: nothing to cancel (discard it instead)."
+            if not queue.cancel(job_id):
+                if state == "processing":
+                    return f"Job {job_id} already has a cancel request waiting for its worker."
+                return f"Job {job_id} finished meanwhile: nothing to cancel."
+            if state == "processing":
+                return f"Asked the worker running job {job_id} to cancel it."
+            return f"Cancelled job {job_id}."
         if state != "dead":
             return f"Job {job_id} is {state}, not dead: nothing to {action}."
         if action == "retry":
@@ -389,21 +416,27 @@ class Dashboard:
         if not ids:
             return "Nothing selected: tick the jobs first."
         acted: list[int] = []
+        requested: list[int] = []  # running jobs whose worker was asked to cancel them
         skipped: list[int] = []
         for job_id in ids:
             job = queue.find_job(job_id)
             state = None if job is None else job["state"]
             if action == "cancel":
-                ok = state in ("pending", "delayed") and queue.cancel(job_id, pending_only=True)
+                ok = state in ("pending", "delayed", "processing") and queue.cancel(job_id)
             elif action == "retry":
                 ok = state == "dead" and queue.retry_dead(job_id) > 0
             else:
                 ok = state == "dead" and queue.discard_dead(job_id) > 0
-            (acted if ok else skipped).append(job_id)
+            if not ok:
+                skipped.append(job_id)
+            else:
+                (requested if state == "processing" else acted).append(job_id)
         verb = {"cancel": "Cancelled", "retry": "Retried", "discard": "Discarded"}[action]
         message = f"{verb} {_jobs_text(acted)}."
+        if requested:
+            message += f" Asked the workers running {_jobs_text(requested)} to cancel them."
         if skipped:
-            why = "not pending" if action == "cancel" else "not dead"
+            why = "dead, or a cancel request waits" if action == "cancel" else "not dead"
             message += f" Skipped {_jobs_text(skipped)} ({why}, or gone)."
         return message
 
