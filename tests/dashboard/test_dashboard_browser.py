@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dashboard_support import SWAP_COUNTER, Dashboard, PageProbe, screenshot
+from obs_support import CLI, app_env
 from playwright.sync_api import expect
 
 import honker
@@ -351,6 +353,40 @@ def test_bulk_selection_survives_live_refreshes(
     assert q.find_job(dead[1]) is None
     assert q.find_job(dead[0]) is not None
     expect(p.locator("#dead-actions")).to_have_count(0)  # nothing dead left: no "Retry all"
+    assert page.errors == []
+
+
+def test_running_job_shows_progress_then_is_cancelled_from_its_page(
+    start_dashboard: Callable[..., Dashboard],
+    db: honker.Database,
+    db_path: str,
+    children: list[Child],
+    tmp_path: Path,
+    page: PageProbe,
+) -> None:
+    q = db.queue("jobs")
+    job_id = q.enqueue(encode_call("wait_sync", ["report"], {}))
+    q.enqueue(encode_call("wait_sync", ["later"], {}), delay=3600)  # keeps the queue listed
+    env = app_env(db_path, HONKER_TEST_DIR=str(tmp_path))
+    worker = Child(CLI, "worker", "apps.jobsapp:db", "--queue", "jobs", env=env)
+    children.append(worker)
+    dash = start_dashboard()
+    open_live(page, f"{dash.url}queues/jobs/jobs/{job_id}")
+    p = page.page
+    # The worker process claims the job and reports progress: the open page shows both.
+    expect(p.locator('[data-field="state"]')).to_have_text("processing", timeout=LIVE_WAIT_MS)
+    expect(p.locator('[data-field="progress"]')).to_have_text(
+        "50 % · report halfway", timeout=LIVE_WAIT_MS
+    )
+    screenshot(p, "job-running", docs=True)
+    p.get_by_role("button", name="Cancel", exact=True).click()
+    expect(p.locator(".flash")).to_have_text(f"Asked the worker running job {job_id} to cancel it.")
+    page.page.evaluate("window.__marker = 'same document'")
+    # The task sees the request, stops, and the open page turns into the finished job.
+    expect(p.locator('[data-field="state"]')).to_have_text("cancelled", timeout=LIVE_WAIT_MS)
+    expect(p.locator('tr[data-attempt="1"] [data-col="outcome"]')).to_have_text("cancelled")
+    assert same_document(page)
+    assert (tmp_path / "report.cancelled").read_text() == "cancel_requested=True"
     assert page.errors == []
 
 

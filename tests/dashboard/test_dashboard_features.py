@@ -590,6 +590,8 @@ def test_progress_and_cancel_of_a_running_job(
         what="the job page showing the finished job",
     )
     assert '<span class="state state-cancelled">cancelled</span>' in finished
+    listing = client.get("/queues/jobs").text
+    assert '<strong data-field="cancelled-last-minute">1</strong>' in listing
     attempt = re.search(r'<tr data-attempt="1">(.*?)</tr>', finished, re.S)
     assert attempt and "state-cancelled" in attempt.group(1)
     assert q.find_job(job_id) is None
