@@ -266,6 +266,13 @@ def populate(db: honker.Database) -> int:
             ("batch-2:977:1c0de2f4", "batch-2", 977, '["reports"]', 2, 5.0, 7200, 5, "[]"),
             ("web-3:31337:0ddba11e", "web-3", 31337, '["emails"]', 8, 5.0, 9000, 600, "[]"),
         ]
+        # the attempt history a worker would have written for the first dead job
+        conn.execute(
+            "INSERT INTO _honker_job_attempts (job_id, attempt, worker_id, started_at, "
+            "ended_at, duration_s, outcome, error) VALUES (?, 1, 'web-1:4242:7f3a9c01', ?, ?, "
+            "?, 'dead', ?)",
+            (dead, now - 3.4, now - 1.2, 2.2, "mailbox unavailable\n" + TRACEBACK),
+        )
         for wid, host, pid, queues, conc, beat, started, seen, run in rows:
             conn.execute(
                 "INSERT INTO _honker_workers (id, host, pid, queues, concurrency, heartbeat_s, "
@@ -301,6 +308,7 @@ def test_pages_screenshots(
     expect(page.page.locator('[data-field="error-type"]')).to_have_text(
         "smtplib.SMTPRecipientsRefused"
     )
+    expect(page.page.locator('tr[data-attempt="1"] [data-col="outcome"]')).to_have_text("dead")
     screenshot(page.page, "job", docs=True)
 
     open_live(page, dash.url + "workers")
@@ -370,7 +378,7 @@ def test_running_job_shows_progress_then_is_cancelled_from_its_page(
     env = app_env(db_path, HONKER_TEST_DIR=str(tmp_path))
     worker = Child(CLI, "worker", "apps.jobsapp:db", "--queue", "jobs", env=env)
     children.append(worker)
-    dash = start_dashboard()
+    dash = start_dashboard(relative_path=True)
     open_live(page, f"{dash.url}queues/jobs/jobs/{job_id}")
     p = page.page
     # The worker process claims the job and reports progress: the open page shows both.
