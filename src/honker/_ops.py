@@ -1036,10 +1036,12 @@ JOB_STATES = ("pending", "delayed", "processing", "dead")
 
 
 def queue_names(conn: sqlite3.Connection) -> list[str]:
-    """Every queue name that has live or dead jobs or recent outcome counters."""
+    """Every queue name that has live or dead jobs, recent outcome counters (cancellations
+    included) or a pause."""
     rows = conn.execute(
         "SELECT DISTINCT queue FROM _honker_live UNION SELECT DISTINCT queue FROM _honker_dead "
         "UNION SELECT DISTINCT queue FROM _honker_stats "
+        "UNION SELECT DISTINCT queue FROM _honker_stats_cancelled "
         "UNION SELECT queue FROM _honker_paused ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
