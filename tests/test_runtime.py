@@ -98,8 +98,9 @@ async def test_event_loop_keeps_running_while_another_thread_holds_the_writer(
             await box.run_worker("w")
 
     ticks = await _ticks_while_writer_held(db, work)
-    # 0.5 s of holding is ~100 ticks of 5 ms when the loop is free, 0 when it is blocked.
-    assert ticks >= 10, f"the event loop stalled: {ticks} ticks while the writer was held"
+    # 0.5 s of holding is ~100 ticks of 5 ms when the loop is free (fewer on a loaded
+    # machine), 0 when it is blocked in the database call.
+    assert ticks >= 5, f"the event loop stalled: {ticks} ticks while the writer was held"
 
 
 async def test_group_commit_keeps_stats_exact_and_results_stored(db: honker.Database) -> None:

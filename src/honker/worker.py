@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import contextvars
 import functools
 import inspect
 import logging
 import os
+import queue as _queue
 import threading
 import time
 import traceback
@@ -589,6 +589,90 @@ def _cycle_sync(
     return token, applied, (rows if n > 0 else None), next_at
 
 
+class _TaskThreads:
+    """The threads that run sync tasks: ``submit(call)`` returns an awaitable future.
+
+    Unlike an executor, a busy thread takes its next call without a round trip through
+    the event loop, and results are handed back in batches: one loop wake-up for every
+    call that finished since the last one. A call abandoned by a timeout keeps its thread
+    until it returns; another thread is started so the pool never runs short.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self._loop = loop
+        self._calls: _queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[[], Any]] | None] = (
+            _queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._scheduled = False
+        self._inflight = 0
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        for _ in range(max(1, size)):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        thread = threading.Thread(
+            target=self._serve, name=f"honker-task-{len(self._threads)}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def submit(self, call: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Run ``call()`` on a task thread; the future resolves on the event loop."""
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        with self._lock:
+            self._inflight += 1
+            short = self._inflight > len(self._threads)
+        if short:
+            self._spawn()
+        self._calls.put((fut, call))
+        return fut
+
+    def _serve(self) -> None:
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            fut, call = item
+            error: BaseException | None = None
+            result: Any = None
+            try:
+                result = call()
+            except BaseException as exc:  # handed to the awaiting task as is
+                error = exc
+            with self._lock:
+                self._inflight -= 1
+                self._done.append((fut, result, error))
+                wake = not self._scheduled
+                self._scheduled = True
+            if wake:
+                try:
+                    self._loop.call_soon_threadsafe(self._deliver)
+                except RuntimeError:  # the loop is closed: nobody waits any more
+                    return
+
+    def _deliver(self) -> None:
+        with self._lock:
+            done, self._done = self._done, []
+            self._scheduled = False
+        for fut, result, error in done:
+            if fut.done():
+                continue
+            if error is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(error)
+
+    def close(self) -> None:
+        """Let every idle thread exit (busy ones exit after their call)."""
+        if not self._closed:
+            self._closed = True
+            for _ in self._threads:
+                self._calls.put(None)
+
+
 class WorkerPool:
     """Runs registered tasks: one producer and ``concurrency`` execution slots per queue.
 
@@ -628,7 +712,7 @@ class WorkerPool:
         self.running: dict[int, Job] = {}
         self.abandoned = 0
         self._stopping = asyncio.Event()
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threads: _TaskThreads | None = None
         self._custom_dispatch = type(self).dispatch is not WorkerPool.dispatch
         self.retention_interval_s: float | None = None  # None: honker.retention.INTERVAL_S
 
@@ -647,9 +731,7 @@ class WorkerPool:
         stop = stop_event if stop_event is not None else asyncio.Event()
         self._stopping = asyncio.Event()
         runners = [_QueueRunner(self, self.db.queue(name)) for name in names]
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.concurrency * len(runners), thread_name_prefix="honker-task"
-        )
+        self._threads = _TaskThreads(asyncio.get_running_loop(), self.concurrency * len(runners))
         log.info(
             "worker started: pid %d, queues %s, concurrency %d",
             os.getpid(),
@@ -674,7 +756,7 @@ class WorkerPool:
             for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._threads.close()
             self._notify("pool_stopped", self)
             log.info(
                 "worker stopped: pid %d%s",
@@ -766,13 +848,12 @@ class WorkerPool:
                 return await fn(*args, **kwargs)
 
             return run_async
-        executor = self._executor
+        threads = self._threads
+        assert threads is not None
 
         async def run_in_thread(_: Any) -> Any:
-            loop = asyncio.get_running_loop()
             ctx = contextvars.copy_context()
-            call = functools.partial(ctx.run, fn, *args, **kwargs)
-            return await loop.run_in_executor(executor, call)
+            return await threads.submit(functools.partial(ctx.run, fn, *args, **kwargs))
 
         return run_in_thread
 
