@@ -106,35 +106,12 @@ class Cluster:
         if self.as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(self.sock, "postgres", "postgres")
-        self._run(
-            "initdb",
-            "-D",
-            str(self.data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-            "--locale=C",
-        )
+        initdb = "initdb -U postgres -A trust -E UTF8 --no-sync --locale=C"
+        self._run(*initdb.split(), "-D", str(self.data))
         for attempt in range(5):
             self.port = _free_port()
             try:
-                self._run(
-                    "pg_ctl",
-                    "-D",
-                    str(self.data),
-                    "-l",
-                    str(self.log),
-                    "-w",
-                    "-t",
-                    "60",
-                    "-o",
-                    self._options(),
-                    "start",
-                )
+                self._server("start")
                 break
             except RuntimeError:
                 if attempt == 4:
@@ -143,23 +120,13 @@ class Cluster:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", DATABASE)
         return self.url
 
+    def _server(self, action: str, *flags: str) -> None:
+        opts = ("-D", str(self.data), "-l", str(self.log), "-w", "-t", "60")
+        self._run("pg_ctl", *opts, *flags, "-o", self._options(), action)
+
     def restart(self) -> None:
         """``pg_ctl restart`` (fast mode): every client connection is cut."""
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.log),
-            "-w",
-            "-t",
-            "60",
-            "-m",
-            "fast",
-            "-o",
-            self._options(),
-            "restart",
-        )
+        self._server("restart", "-m", "fast")
 
     def stop(self) -> None:
         """Stop the server (immediate mode) and delete the cluster directory."""
