@@ -297,11 +297,11 @@ class PostgresEngine:
         self._local.conn = conn
         return conn
 
-    def end(self, conn: Any, commit: bool) -> None:
+    def end(self, conn: Any, commit: bool, quiet: bool = False) -> None:
         """Finish ``db.transaction()``: NOTIFY and COMMIT, or ROLLBACK; release the connection."""
         try:
             if commit:
-                self._commit(conn, quiet=False)
+                self._commit(conn, quiet)
             else:
                 self._rollback(conn)
         finally:
@@ -323,6 +323,29 @@ class PostgresEngine:
     def query(self, sql: str, params: Iterable[Any] | None) -> list[dict[str, Any]]:
         """``run_sql`` on a pooled connection outside any transaction (``db.query``)."""
         return self.read(self.run_sql, sql, params)
+
+    def install_schema(self, conn: Any) -> None:
+        """Idempotently install the schema inside the transaction of ``conn``."""
+        try:
+            _schema.install(conn)
+        except psycopg.Error as exc:
+            raise translate(exc) from None
+
+    def ensure_queue_schema(self) -> None:
+        """Nothing to do: ``open()`` already created the ``_honker_jobs`` view."""
+
+    def change_token(self) -> None:
+        """Always "unknown": a server has no cheap commit counter, so callers re-read."""
+        return None
+
+    @property
+    def watcher(self) -> Notifier:
+        """The LISTEN notifier (an UpdateWatcher: ``subscriber_count``, ``running``...)."""
+        return self._notifier
+
+    def finalizer_target(self) -> Callable[[], None]:
+        """What a Database's finalizer calls: :meth:`close` (holds no Database reference)."""
+        return self.close
 
     def close(self) -> None:
         """Stop the notifier and close every pooled connection. Idempotent."""

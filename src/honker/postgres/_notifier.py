@@ -78,6 +78,7 @@ class Notifier(UpdateWatcher):
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.reconnects = 0
+        self.received = 0
 
     # -- the LISTEN connection -----------------------------------------------------------
     def _open_listener(self) -> Any:
@@ -172,6 +173,7 @@ class Notifier(UpdateWatcher):
                     self._drop_listener()
                     continue
                 if got:
+                    self.received += got
                     self._fan_out()
             now = monotonic()
             if now >= next_safety:

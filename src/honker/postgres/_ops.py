@@ -20,7 +20,7 @@ knowing the engine. Conventions:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._ops import (
@@ -749,6 +749,111 @@ def scheduler_update(
     if changed and touch_tz:
         _set_schedule_tz(conn, name, tz)
     return changed > 0
+
+
+# -- worker composites: group-committed outcomes, claim cycles, batched heartbeats -------
+
+# One finished job (see honker._ops.Outcome): ("done", id, result_json | None, ttl_s),
+# ("retry", id, delay_s, error), ("dead", id, None, error), ("release", id, None, None).
+Outcome = tuple[str, int, Any, Any]
+
+# Acks of a whole flush, their results and the done counters: one statement. A result is
+# written only for a job whose ack matched (the join on ``gone``).
+_ACK_WITH_RESULTS = (
+    "WITH gone AS (DELETE FROM _honker_live WHERE id = ANY(%(ids)s::bigint[]) "
+    "AND worker_id = %(w)s AND state = 'processing' "
+    f"AND claim_expires_at >= {NOW} RETURNING id, queue), "
+    "res AS (INSERT INTO _honker_results (job_id, value, expires_at) "
+    f"SELECT r.id, r.v, CASE WHEN r.ttl > 0 THEN {NOW} + r.ttl END "
+    "FROM unnest(%(rid)s::bigint[], %(rv)s::text[], %(rttl)s::bigint[]) AS r(id, v, ttl) "
+    "JOIN gone ON gone.id = r.id "
+    "ON CONFLICT (job_id) DO UPDATE SET value = EXCLUDED.value, "
+    "expires_at = EXCLUDED.expires_at), "
+    f"{_stats_cte('gone', 'done')} SELECT id FROM gone"
+)
+
+
+def apply_outcomes(conn: Conn, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
+    """Record many finished jobs of ``worker_id`` in the caller's transaction.
+
+    Per outcome, whether it took effect: ``False`` when the claim had lapsed, and then
+    nothing is written for that job, not even its result.
+    """
+    applied = [False] * len(outcomes)
+    done = [i for i, o in enumerate(outcomes) if o[0] == "done"]
+    if done:
+        with_result = [outcomes[i] for i in done if outcomes[i][2] is not None]
+        rows = _all(
+            conn,
+            _ACK_WITH_RESULTS,
+            {
+                "ids": [outcomes[i][1] for i in done],
+                "w": worker_id,
+                "rid": [o[1] for o in with_result],
+                "rv": [o[2] for o in with_result],
+                "rttl": [int(o[3]) for o in with_result],
+            },
+        )
+        acked = {int(row[0]) for row in rows}
+        for i in done:
+            applied[i] = outcomes[i][1] in acked
+    for i, (kind, job_id, arg, error) in enumerate(outcomes):
+        if kind == "retry":
+            applied[i] = retry(conn, job_id, worker_id, int(arg), str(error))
+        elif kind == "dead":
+            applied[i] = fail(conn, job_id, worker_id, str(error))
+        elif kind == "release":
+            applied[i] = release_claim(conn, job_id, worker_id)
+    return applied
+
+
+def claim_cycle(
+    conn: Conn,
+    queue: str,
+    worker_id: str,
+    n: int,
+    visibility_s: int,
+    outcomes: Sequence[Outcome],
+) -> tuple[list[bool], list[Row], int]:
+    """One worker round trip: record ``outcomes``, then claim up to ``n`` jobs.
+
+    Returns ``(applied per outcome, claimed rows, next claim time or 0)``.
+    """
+    applied = apply_outcomes(conn, worker_id, outcomes) if outcomes else []
+    rows = claim_batch(conn, queue, worker_id, n, visibility_s) if n > 0 else []
+    next_at = queue_next_claim_at(conn, queue) if len(rows) < n else 0
+    return applied, rows, next_at
+
+
+def heartbeat_many(conn: Conn, worker_id: str, job_ids: Sequence[int], extend_s: int) -> list[int]:
+    """Extend every still-valid claim of ``worker_id`` among ``job_ids``; returns those ids."""
+    rows = _all(
+        conn,
+        f"UPDATE _honker_live SET claim_expires_at = {NOW} + %s "
+        "WHERE id = ANY(%s::bigint[]) AND worker_id = %s "
+        f"AND state = 'processing' AND claim_expires_at >= {NOW} RETURNING id",
+        (extend_s, list(job_ids), worker_id),
+    )
+    return [int(row[0]) for row in rows]
+
+
+def release_claims(conn: Conn, worker_id: str, job_ids: Sequence[int]) -> int:
+    """:func:`release_claim` for many jobs; returns how many were handed back."""
+    return sum(release_claim(conn, job_id, worker_id) for job_id in job_ids)
+
+
+def tick_as_leader(
+    conn: Conn, lock_name: str, owner: str, ttl_s: int, now_unix: int
+) -> tuple[bool, int]:
+    """The scheduler leader's step: renew the lock and fire due schedules, one transaction.
+
+    Fires what is due by the **server's** clock (``now_unix``, the caller's clock, is
+    ignored), so leaders on hosts with skewed clocks fire at the same moments.
+    """
+    if not lock_renew(conn, lock_name, owner, ttl_s):
+        return False, 0
+    scheduler_tick(conn, server_now(conn))
+    return True, scheduler_soonest(conn)
 
 
 # -- inspection and operator actions (dashboard, CLI) ---------------------------------

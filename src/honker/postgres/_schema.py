@@ -231,12 +231,18 @@ def ensure(conn: Any, create_schema: str | None = None) -> None:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(create_schema)}")
         if _check_version(installed_version(conn)):
             return
-        for stmt in TABLES_DDL:
-            conn.execute(stmt)
-        conn.execute("DROP VIEW IF EXISTS _honker_jobs")
-        conn.execute(JOBS_VIEW_DDL)
-        conn.execute(
-            "INSERT INTO _honker_schema_version (id, version) VALUES (1, %s) "
-            f"ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, updated_at = {NOW}",
-            (SCHEMA_VERSION,),
-        )
+        install(conn)
+
+
+def install(conn: Any) -> None:
+    """Every ``IF NOT EXISTS`` statement, the ``_honker_jobs`` view and the version row, in
+    the caller's transaction (``Transaction.bootstrap_honker_schema()``)."""
+    _check_version(installed_version(conn))
+    for stmt in TABLES_DDL:
+        conn.execute(stmt)
+    conn.execute(JOBS_VIEW_DDL.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
+    conn.execute(
+        "INSERT INTO _honker_schema_version (id, version) VALUES (1, %s) "
+        f"ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, updated_at = {NOW}",
+        (SCHEMA_VERSION,),
+    )

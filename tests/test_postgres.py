@@ -1,0 +1,335 @@
+"""The PostgreSQL engine's own behaviour (the shared contract tests run on it too).
+
+Everything here runs against the suite's throwaway PostgreSQL cluster (tests/pg.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import honker
+import pg
+from helpers import python_env
+
+SQLITE_TABLES = (
+    "_honker_live",
+    "_honker_dead",
+    "_honker_notifications",
+    "_honker_locks",
+    "_honker_rate_limits",
+    "_honker_scheduler_tasks",
+    "_honker_results",
+    "_honker_stream",
+    "_honker_stream_consumers",
+    "_honker_stats",
+    "_honker_scheduler_tz",
+)
+
+
+@pytest.fixture
+def url(pg_server: pg.Cluster) -> str:
+    """A URL selecting a fresh, empty schema."""
+    return pg_server.fresh_url()
+
+
+@pytest.fixture
+def pdb(url: str) -> honker.Database:
+    database = honker.open(url)
+    yield database  # type: ignore[misc]
+    database.close()
+
+
+def _run(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        timeout=timeout,
+    )
+
+
+def test_open_without_the_extra_names_it(url: str) -> None:
+    proc = _run(
+        """
+        import sys
+        sys.modules["psycopg"] = None  # as if honker[postgres] were not installed
+        import honker
+        for u in (sys.argv[1], sys.argv[1].replace("postgresql://", "postgres://", 1)):
+            try:
+                honker.open(u)
+            except ImportError as exc:
+                print("ImportError:", exc)
+            else:
+                print("opened")
+        """,
+        url,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("ImportError:") and "honker[postgres]" in line for line in lines)
+
+
+def test_schema_has_the_sqlite_tables_and_columns_in_order(
+    pdb: honker.Database, tmp_path: Path
+) -> None:
+    sdb = honker.open(str(tmp_path / "ref.db"))
+    sdb.close()
+    ref = sqlite3.connect(tmp_path / "ref.db")
+    for table in SQLITE_TABLES:
+        want = [row[1] for row in ref.execute(f"PRAGMA table_info({table})")]
+        got = [
+            row["column_name"]
+            for row in pdb.query(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s "
+                "ORDER BY ordinal_position",
+                [table],
+            )
+        ]
+        assert got == want, table
+    view = [
+        row["column_name"]
+        for row in pdb.query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = '_honker_jobs' "
+            "ORDER BY ordinal_position"
+        )
+    ]
+    sview = [
+        d[0] for d in ref.execute("SELECT * FROM _honker_jobs LIMIT 0").description or ()
+    ]
+    ref.close()
+    assert view == sview
+    indexes = {
+        row["indexname"]: row["indexdef"]
+        for row in pdb.query(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+        )
+    }
+    for name in (
+        "_honker_live_claim",
+        "_honker_live_pending_deadline",
+        "_honker_live_processing_deadline",
+        "_honker_notifications_recent",
+        "_honker_stream_topic",
+    ):
+        assert name in indexes
+    assert "WHERE" in indexes["_honker_live_claim"]
+    version = pdb.query("SELECT version FROM _honker_schema_version")
+    assert version == [{"version": 1}]
+
+
+def test_minimal_raw_insert_is_claimable_with_budget_3(pdb: honker.Database) -> None:
+    with pdb.transaction() as tx:
+        tx.execute("INSERT INTO _honker_live (queue, payload) VALUES (%s, %s)", ["raw", '{"a": 1}'])
+    job = pdb.queue("raw").claim_one("w")
+    assert job is not None and job.payload == {"a": 1} and job.max_attempts == 3
+
+
+def test_hosts_starting_at_once_install_the_schema_once(pg_server: pg.Cluster) -> None:
+    schema_url = pg_server.schema_url("racing")
+    code = """
+        import sys, honker
+        db = honker.open(sys.argv[1], schema="racing")
+        db.queue("q").enqueue({"n": 1})
+        db.close()
+        print("ok")
+    """
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), pg_server.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=python_env(),
+        )
+        for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    db = honker.open(schema_url)
+    try:
+        assert db.query("SELECT count(*) AS n FROM _honker_live") == [{"n": 4}]
+        assert db.query("SELECT count(*) AS n FROM _honker_schema_version") == [{"n": 1}]
+    finally:
+        db.close()
+
+
+def test_schema_argument_validates_and_selects(pg_server: pg.Cluster) -> None:
+    with pytest.raises(ValueError, match="invalid schema name"):
+        honker.open(pg_server.url, schema="bad name; drop")
+    a = honker.open(pg_server.url, schema="app_a")
+    b = honker.open(pg_server.url, schema="app_b")
+    try:
+        a.queue("q").enqueue(1)
+        assert b.queue("q").claim_one("w") is None
+        assert a.queue("q").claim_one("w") is not None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_bad_url_fails_at_open_with_the_server_message(pg_server: pg.Cluster) -> None:
+    with pytest.raises(RuntimeError, match="cannot connect"):
+        honker.open(f"postgresql://postgres@127.0.0.1:{pg_server.port}/no_such_db")
+
+
+def test_sqlite_only_options_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="SQLite"):
+        honker.open(url, watcher_backend="kernel")
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        honker.open("x.db", schema="s")
+
+
+def test_placeholder_errors_say_which_style(pdb: honker.Database) -> None:
+    with pytest.raises(RuntimeError, match="%s"):
+        pdb.query("SELECT ? AS x", [1])
+    assert pdb.query("SELECT %s::int AS x, 'a%%b' AS y", [1]) == [{"x": 1, "y": "a%b"}]
+    assert pdb.query("SELECT 'a%b' AS y") == [{"y": "a%b"}]
+
+
+def test_times_are_the_servers_clock(pdb: honker.Database) -> None:
+    job_id = pdb.queue("q").enqueue(1)
+    row = pdb.query(
+        "SELECT created_at, floor(extract(epoch FROM now()))::bigint AS server FROM _honker_live "
+        "WHERE id = %s",
+        [job_id],
+    )[0]
+    assert abs(row["created_at"] - row["server"]) <= 1
+
+
+def test_enqueue_rolls_back_with_business_rows(pdb: honker.Database) -> None:
+    q = pdb.queue("q")
+    with pdb.transaction() as tx:
+        tx.execute("CREATE TABLE orders (id int)")
+    with pytest.raises(ZeroDivisionError), pdb.transaction() as tx:
+        tx.execute("INSERT INTO orders VALUES (1)")
+        q.enqueue({"order": 1}, tx=tx)
+        1 / 0  # noqa: B018
+    assert pdb.query("SELECT count(*) AS n FROM orders") == [{"n": 0}]
+    assert q.claim_one("w") is None
+    with pdb.transaction() as tx:
+        tx.execute("INSERT INTO orders VALUES (2)")
+        q.enqueue({"order": 2}, tx=tx)
+    job = q.claim_one("w")
+    assert job is not None and job.payload == {"order": 2}
+
+
+async def test_wake_crosses_processes(url: str) -> None:
+    db = honker.open(url)
+    try:
+        q = db.queue("q")
+        claims = q.claim("w", idle_poll_s=60)
+        child = _run(
+            """
+            import sys, honker
+            db = honker.open(sys.argv[1])
+            db.queue("q").enqueue({"from": "child"})
+            db.close()
+            """,
+            url,
+        )
+        assert child.returncode == 0, child.stderr
+        job = await asyncio.wait_for(claims.__anext__(), 10)
+        assert job.payload == {"from": "child"}
+    finally:
+        db.close()
+
+
+PUBLISHER = """
+import random, sys, time, honker
+url, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+db = honker.open(url)
+stream = db.stream("orders")
+rng = random.Random(name)
+for i in range(count):
+    with db.transaction() as tx:
+        stream.publish({"p": name, "i": i}, tx=tx)
+        # Hold the transaction open a random while, so that without per-topic
+        # serialisation later offsets would often commit before earlier ones.
+        tx.execute("SELECT pg_sleep(%s)", [rng.random() * 0.004])
+db.close()
+print("done")
+"""
+
+
+async def test_concurrent_publishers_never_make_a_reader_skip(url: str) -> None:
+    """Several publisher processes, one reader polling ``offset > last``: no offset skipped."""
+    db = honker.open(url)
+    try:
+        stream = db.stream("orders")
+        publishers = [
+            subprocess.Popen(
+                [sys.executable, "-c", PUBLISHER, url, f"p{i}", "60"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=python_env(),
+            )
+            for i in range(4)
+        ]
+        seen: list[int] = []
+        last = 0
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            batch = stream.read_since(last, 1000)
+            for event in batch:
+                seen.append(event["offset"])
+                last = event["offset"]
+            if len(seen) >= 240 and all(p.poll() is not None for p in publishers):
+                break
+            await asyncio.sleep(0)
+        for p in publishers:
+            _, err = p.communicate(timeout=30)
+            assert p.returncode == 0, err
+        every = [e["offset"] for e in stream.read_since(0, 10_000)]
+        assert len(every) == 240
+        assert seen == every  # read in order, none skipped
+    finally:
+        db.close()
+
+
+def test_listen_reconnects_after_server_restart(pg_server: pg.Cluster) -> None:
+    """``pg_ctl restart``: the LISTEN connection comes back, subscribers are woken, work goes on."""
+    url = pg_server.fresh_url()
+    db = honker.open(url)
+    try:
+        q = db.queue("q")
+        sub = db.engine.subscribe()
+        sub.wait_sync(0)
+        pg_server.restart()
+        q.enqueue({"after": "restart"})  # the pool's dead connections are replaced
+        assert sub.wait_sync(30)
+        deadline = time.monotonic() + 30
+        notifier = db.engine._notifier  # type: ignore[attr-defined]
+        while notifier.reconnects == 0 and time.monotonic() < deadline:
+            sub.wait_sync(1)
+        assert notifier.reconnects >= 1
+        # A fresh commit from elsewhere arrives as a NOTIFY on the new LISTEN connection.
+        other = honker.open(url)
+        try:
+            received = notifier.received
+            other.queue("q").enqueue({"n": 2})
+            while notifier.received == received and time.monotonic() < deadline:
+                sub.wait_sync(1)
+            assert notifier.received > received
+        finally:
+            other.close()
+        jobs = q.claim_batch("w", 10)
+        assert sorted(json.dumps(j.payload) for j in jobs) == sorted(
+            ['{"after": "restart"}', '{"n": 2}']
+        )
+        sub.close()
+    finally:
+        db.close()
