@@ -6,6 +6,7 @@ Everything here runs against the suite's throwaway PostgreSQL cluster (tests/pg.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -84,6 +85,7 @@ def test_schema_has_the_sqlite_tables_and_columns_in_order(
     pdb: honker.Database, tmp_path: Path
 ) -> None:
     sdb = honker.open(str(tmp_path / "ref.db"))
+    sdb.queue("q")  # SQLite creates the _honker_jobs view with the first queue
     sdb.close()
     ref = sqlite3.connect(tmp_path / "ref.db")
     for table in SQLITE_TABLES:
@@ -265,13 +267,16 @@ print("done")
 
 
 async def test_concurrent_publishers_never_make_a_reader_skip(url: str) -> None:
-    """Several publisher processes, one reader polling ``offset > last``: no offset skipped."""
+    """4 publisher processes, one live subscriber: it sees every event, in offset order."""
+    total = 4 * 60
     db = honker.open(url)
+    publishers: list[subprocess.Popen[str]] = []
     try:
         stream = db.stream("orders")
+        events = stream.subscribe()
         publishers = [
             subprocess.Popen(
-                [sys.executable, "-c", PUBLISHER, url, f"p{i}", "60"],
+                [sys.executable, "-c", PUBLISHER, url, f"p{i}", str(total // 4)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -280,23 +285,34 @@ async def test_concurrent_publishers_never_make_a_reader_skip(url: str) -> None:
             for i in range(4)
         ]
         seen: list[int] = []
-        last = 0
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            batch = stream.read_since(last, 1000)
-            for event in batch:
-                seen.append(event["offset"])
-                last = event["offset"]
-            if len(seen) >= 240 and all(p.poll() is not None for p in publishers):
-                break
-            await asyncio.sleep(0)
+
+        async def collect() -> None:
+            async for event in events:
+                seen.append(event.offset)
+                if len(seen) == total:
+                    return
+
+        reader = asyncio.ensure_future(collect())
         for p in publishers:
-            _, err = p.communicate(timeout=30)
+            _, err = await asyncio.to_thread(p.communicate, timeout=90)
             assert p.returncode == 0, err
-        every = [e["offset"] for e in stream.read_since(0, 10_000)]
-        assert len(every) == 240
-        assert seen == every  # read in order, none skipped
+        # Everything is committed now: a reader that skipped nothing gets the rest at once.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reader, 15)
+        every = [
+            r["offset"]
+            for r in db.query(
+                'SELECT "offset" FROM _honker_stream WHERE topic = %s ORDER BY 1', ["orders"]
+            )
+        ]
+        assert len(every) == total
+        assert seen == every, f"subscriber missed {sorted(set(every) - set(seen))[:10]}"
+        events.close()
     finally:
+        for p in publishers:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
         db.close()
 
 

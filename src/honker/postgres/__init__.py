@@ -21,8 +21,18 @@ def is_url(path: Any) -> bool:
     return isinstance(path, str) and path.startswith(("postgresql://", "postgres://"))
 
 
-def engine(url: str, schema: str | None = None, pool_size: int = 8) -> Any:
-    """A :class:`PostgresEngine` for ``url`` (``ImportError`` naming the extra without it)."""
+def engine(
+    url: str, schema: str | None = None, pool_size: int = 8, watcher_backend: Any = None
+) -> Any:
+    """A :class:`PostgresEngine` for ``url`` (``ImportError`` naming the extra without it).
+
+    ``watcher_backend`` is SQLite-only: anything but None is refused with ``ValueError``.
+    """
+    if watcher_backend is not None:
+        raise ValueError(
+            f"watcher_backend={watcher_backend!r} is SQLite-only; a PostgreSQL database is "
+            "woken by LISTEN/NOTIFY (leave watcher_backend unset)"
+        )
     try:
         import psycopg  # noqa: F401
         import psycopg_pool  # noqa: F401

@@ -16,6 +16,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import logging
 import threading
 import time
@@ -110,6 +113,9 @@ class PostgresEngine:
         self._schema = schema
         self._local = threading.local()
         self.closed = False
+        self._io_lock = threading.Lock()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._io_threads = max(2, min(8, int(pool_size)))
         # Connect once up front: a wrong URL or a down server fails here, at once.
         try:
             first = self._connect()
@@ -266,17 +272,28 @@ class PostgresEngine:
         except psycopg.Error as exc:
             raise translate(exc) from None
 
-    async def awrite(self, fn: Callable[..., T], *args: Any, quiet: bool = False) -> T:
-        """:meth:`write` on a worker thread."""
-        import asyncio
+    async def arun(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run any blocking ``fn(*args)`` that uses this engine on its I/O threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io(), functools.partial(fn, *args))
 
-        return await asyncio.to_thread(self.write, fn, *args, quiet=quiet)
+    async def awrite(self, fn: Callable[..., T], *args: Any, quiet: bool = False) -> T:
+        """:meth:`write` on the engine's I/O threads (the event loop stays free)."""
+        return await self.arun(functools.partial(self.write, fn, quiet=quiet), *args)
 
     async def aread(self, fn: Callable[..., T], *args: Any) -> T:
-        """:meth:`read` on a worker thread."""
-        import asyncio
+        """:meth:`read` on the engine's I/O threads."""
+        return await self.arun(self.read, fn, *args)
 
-        return await asyncio.to_thread(self.read, fn, *args)
+    def _io(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._io_lock:
+            if self.closed:
+                raise DatabaseClosed(CLOSED_MESSAGE)
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self._io_threads, thread_name_prefix=f"honker-io-{self.schema}"
+                )
+            return self._executor
 
     def subscribe(self) -> Subscription:
         """A wake subscription (any commit of a non-quiet write, any process or host)."""
@@ -352,6 +369,10 @@ class PostgresEngine:
         if self.closed:
             return
         self.closed = True
+        with self._io_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
         self._notifier.close()
         self._notifier.release_files()
         self._pool.close(timeout=5.0)
