@@ -16,7 +16,7 @@ import honker
 def test_open_creates_file_and_applies_pragmas(db: honker.Database, db_path: str) -> None:
     assert isinstance(db, honker.Database)
     assert os.path.exists(db_path)
-    conn = db._readers.acquire()
+    conn = db.engine.readers.acquire()
     try:
         values = {
             name: conn.execute(f"PRAGMA {name}").fetchone()[0]
@@ -31,7 +31,7 @@ def test_open_creates_file_and_applies_pragmas(db: honker.Database, db_path: str
             )
         }
     finally:
-        db._readers.release(conn)
+        db.engine.readers.release(conn)
     assert values == {
         "journal_mode": "wal",
         "synchronous": 1,
@@ -80,7 +80,7 @@ def test_sql_errors_are_runtime_errors(db: honker.Database) -> None:
         db.query("SELECT * FROM missing")
     with pytest.raises(RuntimeError, match="syntax error"), db.transaction() as tx:
         tx.execute("SELEC 1")
-    assert db._tx_depth == 0
+    assert not db.engine.holds_writer()
     with pytest.raises(RuntimeError):
         db.query("SELECT 1; SELECT 2")
 
@@ -102,12 +102,12 @@ def test_transaction_rolls_back_on_exception(db: honker.Database) -> None:
         tx.execute("INSERT INTO t VALUES (1)")
         _ = 1 / 0
     assert db.query("SELECT COUNT(*) AS n FROM t") == [{"n": 0}]
-    assert db._tx_depth == 0
+    assert not db.engine.holds_writer()
 
 
 def test_nested_transaction_raises_at_once(db: honker.Database) -> None:
     with db.transaction() as tx:
-        assert db._tx_depth == 1
+        assert db.engine.holds_writer()
         started = time.monotonic()
         with pytest.raises(RuntimeError, match=r"nested db\.transaction\(\) is not supported"):
             with db.transaction():
@@ -116,7 +116,7 @@ def test_nested_transaction_raises_at_once(db: honker.Database) -> None:
         with pytest.raises(RuntimeError, match="nested"):
             db.prune_notifications(max_keep=0)
         tx.execute("SELECT 1")  # the outer transaction is still usable
-    assert db._tx_depth == 0
+    assert not db.engine.holds_writer()
 
 
 def test_other_threads_wait_for_the_writer(db: honker.Database) -> None:
@@ -167,7 +167,7 @@ def test_commit_failure_rolls_back_and_releases(db: honker.Database) -> None:
         )
     with pytest.raises(RuntimeError, match="FOREIGN KEY"), db.transaction() as tx:
         tx.execute("INSERT INTO child VALUES (99)")
-    assert db._tx_depth == 0
+    assert not db.engine.holds_writer()
     assert db.query("SELECT COUNT(*) AS n FROM child") == [{"n": 0}]
     with db.transaction() as tx:  # the writer was released
         tx.execute("INSERT INTO parent VALUES (1)")
@@ -183,7 +183,7 @@ def test_close_is_idempotent_and_final(db_path: str) -> None:
         with pytest.raises(RuntimeError, match="Database is closed"):
             call()
     events.close()
-    assert not db._watcher.running
+    assert not db.engine.watcher.running
 
 
 def test_close_waits_for_in_flight_transaction(db_path: str) -> None:
@@ -310,17 +310,17 @@ def test_uri_filenames_are_accepted(tmp_path: Path) -> None:
 
 def test_max_readers_bounds_the_pool(db_path: str) -> None:
     db = honker.open(db_path, max_readers=2)
-    a = db._readers.acquire()
-    b = db._readers.acquire()
+    a = db.engine.readers.acquire()
+    b = db.engine.readers.acquire()
     got: list[object] = []
     thread = threading.Thread(target=lambda: got.append(db.query("SELECT 1 AS x")))
     thread.start()
     time.sleep(0.2)
     assert got == []  # blocked: both readers are busy
-    db._readers.release(a)
+    db.engine.readers.release(a)
     thread.join(5)
     assert got == [[{"x": 1}]]
-    db._readers.release(b)
+    db.engine.readers.release(b)
     db.close()
 
 
@@ -331,7 +331,7 @@ def test_garbage_collected_database_releases_handles(db_path: str) -> None:
     db = honker.open(db_path)
     db.query("SELECT 1")
     ref = weakref.ref(db)
-    res = db._res
+    res = db.engine._res
     del db
     gc.collect()
     assert ref() is None

@@ -23,7 +23,7 @@ def test_queue_stats_and_outcome_counters(db: honker.Database) -> None:
         q.enqueue(i)
     q.enqueue("later", delay=600)
     q.enqueue("stale", expires=1)
-    db._write(
+    db.engine.write(
         lambda c: c.execute("UPDATE _honker_live SET expires_at = 1 WHERE payload = '\"stale\"'")
     )
     jobs = q.claim_batch("w", 3)

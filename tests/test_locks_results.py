@@ -11,7 +11,7 @@ from honker import LockHeld
 
 
 def expire_lock(db: honker.Database, name: str) -> None:
-    db._write(
+    db.engine.write(
         lambda c: c.execute(
             "UPDATE _honker_locks SET expires_at = unixepoch() - 1 WHERE name = ?", (name,)
         )
@@ -93,7 +93,7 @@ def test_rate_limit_fixed_window(db: honker.Database) -> None:
         with pytest.raises(ValueError, match="limit and per must be positive"):
             db.try_rate_limit("x", *bad)
     assert db.sweep_rate_limits() == 0
-    db._write(lambda c: c.execute("UPDATE _honker_rate_limits SET window_start = 0"))
+    db.engine.write(lambda c: c.execute("UPDATE _honker_rate_limits SET window_start = 0"))
     assert db.sweep_rate_limits(older_than_s=3600) == 2
 
 
@@ -108,7 +108,7 @@ def test_results_roundtrip_and_ttl(db: honker.Database) -> None:
     assert q.get_result(1) == (True, [1, 2])
     row = db.query("SELECT expires_at - unixepoch() AS ttl FROM _honker_results WHERE job_id = 1")
     assert 59 <= row[0]["ttl"] <= 60
-    db._write(
+    db.engine.write(
         lambda c: c.execute(
             "UPDATE _honker_results SET expires_at = unixepoch() - 1 WHERE job_id = 1"
         )
@@ -140,4 +140,4 @@ async def test_wait_result_wakes_on_commit(db: honker.Database) -> None:
     await task
     with pytest.raises(asyncio.TimeoutError, match=r"wait_result\(10\) timed out"):
         await q.wait_result(10, timeout=0.2)
-    assert db._watcher.subscriber_count == 0
+    assert db.engine.watcher.subscriber_count == 0

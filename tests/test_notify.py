@@ -188,7 +188,9 @@ def test_prune_notifications(db: honker.Database) -> None:
     assert db.prune_notifications(max_keep=4) == 6
     ids = [r["id"] for r in db.query("SELECT id FROM _honker_notifications ORDER BY id")]
     assert ids == [7, 8, 9, 10]
-    db._write(lambda c: c.execute("UPDATE _honker_notifications SET created_at = 0 WHERE id = 7"))
+    db.engine.write(
+        lambda c: c.execute("UPDATE _honker_notifications SET created_at = 0 WHERE id = 7")
+    )
     assert db.prune_notifications(older_than_s=60, max_keep=3) == 1
     assert db.prune_notifications(max_keep=0) == 3
     assert db.query("SELECT COUNT(*) AS n FROM _honker_notifications") == [{"n": 0}]

@@ -11,7 +11,7 @@ import honker
 
 
 def make_due(db: honker.Database) -> None:
-    db._write(lambda c: c.execute("UPDATE _honker_live SET run_at = unixepoch()"))
+    db.engine.write(lambda c: c.execute("UPDATE _honker_live SET run_at = unixepoch()"))
 
 
 async def test_failing_twice_then_succeeding_backs_off(db: honker.Database) -> None:

@@ -21,7 +21,7 @@ def dead_rows(db: honker.Database, queue: str | None = None) -> list[dict[str, o
 
 def age(db: honker.Database, job_id: int, seconds: int) -> None:
     """Move a job's timestamps into the past (as if ``seconds`` had elapsed)."""
-    db._write(
+    db.engine.write(
         lambda c: c.execute(
             "UPDATE _honker_live SET run_at = run_at - ?1, "
             "claim_expires_at = claim_expires_at - ?1, expires_at = expires_at - ?1 "
@@ -452,13 +452,13 @@ async def test_claim_iterator_reclaims_when_visibility_expires(db: honker.Databa
 async def test_claim_iterator_cancellation_releases_subscription(db: honker.Database) -> None:
     q = db.queue("q")
     claims = q.claim("w")
-    before = db._watcher.subscriber_count
+    before = db.engine.watcher.subscriber_count
     task = asyncio.create_task(claims.__anext__())
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert db._watcher.subscriber_count == before - 1
+    assert db.engine.watcher.subscriber_count == before - 1
 
 
 def test_next_claim_at(db: honker.Database) -> None:

@@ -124,7 +124,7 @@ def test_expires_lets_stale_catch_up_fires_drop_out(db: honker.Database) -> None
     s.add(name="t", queue="q", schedule=every_s(60), expires=30)
     first = s.list()[0]["next_fire_at"]
     s.tick(first + 120)
-    db._write(lambda c: c.execute("UPDATE _honker_live SET expires_at = unixepoch() - 1"))
+    db.engine.write(lambda c: c.execute("UPDATE _honker_live SET expires_at = unixepoch() - 1"))
     assert db.queue("q").claim_batch("w", 10) == []
     assert db.queue("q").sweep_expired() == 3
 
@@ -198,7 +198,7 @@ async def test_leadership_lost_is_raised(db: honker.Database) -> None:
     s.add(name="t", queue="q", schedule=crontab("0 3 * * *"))
     runner = asyncio.create_task(s.run())
     await asyncio.sleep(0.3)
-    db._write(lambda c: c.execute("UPDATE _honker_locks SET owner = 'usurper'"))
+    db.engine.write(lambda c: c.execute("UPDATE _honker_locks SET owner = 'usurper'"))
     with pytest.raises(LeadershipLost, match="lost"):
         await asyncio.wait_for(runner, 5)
     assert db.query("SELECT owner FROM _honker_locks") == [{"owner": "usurper"}]

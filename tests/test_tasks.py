@@ -200,7 +200,7 @@ async def test_exception_retries_with_backoff_then_dead_letters(db: honker.Datab
         row = q.get_job(res.id)
         if row is not None and row["state"] == "pending" and row["attempts"] > len(delays):
             delays.append(row["run_at"] - int(time.time()))
-            db._write(lambda c: c.execute("UPDATE _honker_live SET run_at = unixepoch()"))
+            db.engine.write(lambda c: c.execute("UPDATE _honker_live SET run_at = unixepoch()"))
         return bool(dead(db))
 
     await run_until(db, step)

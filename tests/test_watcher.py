@@ -93,7 +93,7 @@ async def test_bursts_coalesce_and_wake_is_buffered(db: honker.Database) -> None
 
 
 def test_thread_subscribers(db: honker.Database) -> None:
-    sub = db._subscribe()
+    sub = db.engine.subscribe()
     got = threading.Event()
 
     def waiter() -> None:
@@ -147,14 +147,14 @@ async def test_one_thread_for_many_subscribers_and_no_leak(db: honker.Database) 
 
     baseline = watcher_threads()
     listeners = [db.listen(f"c{i}") for i in range(50)]
-    assert db._watcher.subscriber_count == 50
+    assert db.engine.watcher.subscriber_count == 50
     assert watcher_threads() == baseline + 1
     del listeners
     for i in range(300):
         listener = db.listen(f"d{i}")
         del listener
     gc.collect()
-    assert db._watcher.subscriber_count == 0
+    assert db.engine.watcher.subscriber_count == 0
     assert watcher_threads() <= baseline + 1
 
 
@@ -167,11 +167,11 @@ async def test_watcher_restarts_after_idle_exit(
     events = db.update_events()
     events.close()
     deadline = time.monotonic() + 5
-    while db._watcher.running and time.monotonic() < deadline:
+    while db.engine.watcher.running and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert not db._watcher.running
+    assert not db.engine.watcher.running
     events = db.update_events()
-    assert db._watcher.running
+    assert db.engine.watcher.running
     with db.transaction() as tx:
         tx.execute("CREATE TABLE t (x)")
     assert await events.wait(5) is True
@@ -186,7 +186,7 @@ async def test_wake_between_subscribe_and_first_wait_is_kept(db: honker.Database
 
 
 def test_child_process_commit_wakes_thread_subscriber(db: honker.Database, db_path: str) -> None:
-    sub = db._subscribe()
+    sub = db.engine.subscribe()
     child = Child(
         """
 import sys, honker

@@ -156,7 +156,7 @@ async def next_payload(listener: honker.Listener, timeout: float = 10.0) -> obje
 
 # -- wakes ---------------------------------------------------------------------------------
 async def test_same_process_commit_wakes(bdb: honker.Database, backend: str) -> None:
-    assert bdb._watcher.backend == backend
+    assert bdb.engine.watcher.backend == backend
     listener = bdb.listen("c", fallback_poll_s=None)
     started = time.monotonic()
     with bdb.transaction() as tx:
@@ -168,7 +168,7 @@ async def test_same_process_commit_wakes(bdb: honker.Database, backend: str) -> 
 def test_thread_subscriber_woken_by_child_commit(
     bdb: honker.Database, db_path: str, children: list[Child]
 ) -> None:
-    sub = bdb._subscribe()
+    sub = bdb.engine.subscribe()
     while sub.wait_sync(0.1):
         pass
     child = Child(WRITER, db_path, "c", "x")
@@ -302,7 +302,7 @@ async def test_checkpoint_and_wal_reset_from_other_process_still_wake(
         assert await next_payload(listener) == f"n{expected}"
         expected += 1
     # And a checkpoint run by this process's writer does too.
-    bdb._read(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+    bdb.engine.read(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
     writer.send("notify last")
     assert writer.readline() == "OK"
     assert await next_payload(listener) == "last"
@@ -338,11 +338,11 @@ async def test_restart_after_idle_exit(
     monkeypatch.setattr(_watcher, "IDLE_EXIT_S", 0.2)
     events = bdb.update_events()
     events.close()
-    assert wait_until(lambda: not bdb._watcher.running)
+    assert wait_until(lambda: not bdb.engine.watcher.running)
     with bdb.transaction() as tx:  # lands while no thread runs: not a wake for later
         tx.notify("c", "before")
     listener = bdb.listen("c", fallback_poll_s=None)
-    assert bdb._watcher.running
+    assert bdb.engine.watcher.running
     with bdb.transaction() as tx:
         tx.notify("c", "after")
     assert await next_payload(listener) == "after"
@@ -478,7 +478,7 @@ def test_kernel_watcher_opens_no_database_file(db_path: str) -> None:
     db = honker.open(db_path, watcher_backend="kernel")
     try:
         db.update_events()
-        ifd = db._watcher._ifd  # type: ignore[attr-defined]
+        ifd = db.engine.watcher._ifd  # type: ignore[attr-defined]
         assert os.readlink(f"/proc/self/fd/{ifd}") == "anon_inode:inotify"
         assert len(fds_on(shm)) == before == 1  # SQLite's own -shm descriptor only
     finally:
@@ -499,13 +499,13 @@ def test_shm_descriptor_closes_after_the_connections(db_path: str) -> None:
 def test_shm_map_is_shared_and_outlives_other_databases(db_path: str) -> None:
     first = honker.open(db_path, watcher_backend="shm")
     second = honker.open(db_path, watcher_backend="shm")
-    assert first._watcher._shm is second._watcher._shm  # type: ignore[attr-defined]
+    assert first.engine.watcher._shm is second.engine.watcher._shm  # type: ignore[attr-defined]
     shm = shm_identity(db_path)
     fds = fds_on(shm)
     assert len(fds) == 2
     first.close()
     assert fds_on(shm) == fds  # second's connections still hold SQLite's locks
-    sub = second._subscribe()
+    sub = second.engine.subscribe()
     while sub.wait_sync(0.1):
         pass
     with second.transaction() as tx:

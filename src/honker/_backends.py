@@ -131,6 +131,59 @@ def _load_inotify() -> _Inotify:
     raise ValueError(f"requires the {_inotify_error}")
 
 
+# File systems on which inotify does not report other hosts' (or the server's) writes, or
+# reports them unreliably: the automatic choice polls there.
+REMOTE_FS_TYPES = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "ceph",
+        "glusterfs",
+        "afs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "virtiofs",
+        "vboxsf",
+        "sshfs",
+    }
+)
+
+
+def _mount_fstype(directory: str) -> str | None:
+    """The file system type of the mount holding ``directory`` (from /proc/self/mounts)."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            lines = mounts.read().splitlines()
+    except OSError:
+        return None
+    best, fstype = "", None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = directory == point or directory.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, fields[2]
+    return fstype
+
+
+def kernel_unsuitable(path: str) -> str | None:
+    """Why the automatic watcher choice should not use inotify for ``path`` (None: it can)."""
+    if not sys.platform.startswith("linux"):
+        return f"no inotify on {sys.platform}"
+    directory = os.path.dirname(os.path.realpath(path))
+    fstype = _mount_fstype(directory)
+    if fstype is not None and (fstype in REMOTE_FS_TYPES or fstype.startswith("fuse")):
+        return f"{directory} is on a {fstype} file system"
+    return None
+
+
 class KernelWatcher(UpdateWatcher):
     """Wakes on inotify events from the database's directory, confirmed by ``data_version``.
 

@@ -17,6 +17,7 @@ Conventions:
 from __future__ import annotations
 
 import functools
+import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -410,15 +411,17 @@ def queue_next_claim_at(conn: sqlite3.Connection, queue: str) -> int:
 # -- results ---------------------------------------------------------------------------
 
 
+_RESULT_UPSERT = (
+    "INSERT INTO _honker_results (job_id, value, expires_at) VALUES "
+    "(?1, ?2, CASE WHEN ?3 > 0 THEN unixepoch() + ?3 ELSE NULL END) "
+    "ON CONFLICT(job_id) DO UPDATE SET value = excluded.value, "
+    "expires_at = excluded.expires_at"
+)
+
+
 def result_save(conn: sqlite3.Connection, job_id: int, value: str, ttl_s: int) -> None:
     """Upsert a stored result; ``ttl_s <= 0`` means it never expires."""
-    conn.execute(
-        "INSERT INTO _honker_results (job_id, value, expires_at) VALUES "
-        "(?1, ?2, CASE WHEN ?3 > 0 THEN unixepoch() + ?3 ELSE NULL END) "
-        "ON CONFLICT(job_id) DO UPDATE SET value = excluded.value, "
-        "expires_at = excluded.expires_at",
-        (job_id, value, ttl_s),
-    )
+    conn.execute(_RESULT_UPSERT, (job_id, value, ttl_s))
 
 
 def result_get(conn: sqlite3.Connection, job_id: int) -> str | None:
@@ -784,6 +787,109 @@ def scheduler_update(
     if cur.rowcount and touch_tz:
         _set_schedule_tz(conn, name, tz)
     return cur.rowcount > 0
+
+
+# -- worker composites: group-committed outcomes, claim cycles, batched heartbeats -------
+
+# One finished job, as the worker hands it to :func:`apply_outcomes`:
+#   ("done", job_id, result_json | None, result_ttl_s)   ack; store the result if given
+#   ("retry", job_id, delay_s, error)                   pending again (dead when spent)
+#   ("dead", job_id, None, error)                       dead-letter at once
+#   ("release", job_id, None, None)                     hand back untouched (shutdown)
+Outcome = tuple[str, int, Any, Any]
+
+
+def apply_outcomes(
+    conn: sqlite3.Connection, worker_id: str, outcomes: Sequence[Outcome]
+) -> list[bool]:
+    """Record many finished jobs of ``worker_id`` in the caller's transaction.
+
+    Returns, per outcome, whether it took effect: ``False`` when the worker's claim had
+    lapsed (another worker may hold the job), and then *nothing* is written for that job,
+    not even its result. Acks are one ``DELETE … RETURNING`` for the whole batch and the
+    done counter is one UPSERT per queue, so a flush costs a handful of statements however
+    many jobs it carries.
+    """
+    applied = [False] * len(outcomes)
+    done = [i for i, o in enumerate(outcomes) if o[0] == "done"]
+    if done:
+        ids = json.dumps([outcomes[i][1] for i in done])
+        rows = conn.execute(
+            "DELETE FROM _honker_live WHERE id IN (SELECT value FROM json_each(?)) "
+            "AND worker_id = ? AND state = 'processing' AND claim_expires_at >= unixepoch() "
+            "RETURNING id, queue",
+            (ids, worker_id),
+        ).fetchall()
+        acked = {row[0] for row in rows}
+        results = []
+        for i in done:
+            _, job_id, text, ttl_s = outcomes[i]
+            if job_id in acked:
+                applied[i] = True
+                if text is not None:
+                    results.append((job_id, text, ttl_s))
+        if results:
+            conn.executemany(_RESULT_UPSERT, results)
+        _count_rows(conn, [(row[1],) for row in rows], "done")
+    for i, (kind, job_id, arg, error) in enumerate(outcomes):
+        if kind == "retry":
+            applied[i] = retry(conn, job_id, worker_id, int(arg), str(error))
+        elif kind == "dead":
+            applied[i] = fail(conn, job_id, worker_id, str(error))
+        elif kind == "release":
+            applied[i] = release_claim(conn, job_id, worker_id)
+    return applied
+
+
+def claim_cycle(
+    conn: sqlite3.Connection,
+    queue: str,
+    worker_id: str,
+    n: int,
+    visibility_s: int,
+    outcomes: Sequence[Outcome],
+) -> tuple[list[bool], list[Row], int]:
+    """One worker round trip: record ``outcomes``, then claim up to ``n`` jobs.
+
+    Returns ``(applied per outcome, claimed rows, next claim time)``; the next claim time
+    (see :func:`queue_next_claim_at`) is read only when fewer than ``n`` jobs were claimed
+    (0 otherwise), so an idle worker learns its next deadline in the same transaction.
+    """
+    applied = apply_outcomes(conn, worker_id, outcomes) if outcomes else []
+    rows = claim_batch(conn, queue, worker_id, n, visibility_s) if n > 0 else []
+    next_at = queue_next_claim_at(conn, queue) if len(rows) < n else 0
+    return applied, rows, next_at
+
+
+def heartbeat_many(
+    conn: sqlite3.Connection, worker_id: str, job_ids: Sequence[int], extend_s: int
+) -> list[int]:
+    """Extend every still-valid claim of ``worker_id`` among ``job_ids``; returns those ids."""
+    rows = conn.execute(
+        "UPDATE _honker_live SET claim_expires_at = unixepoch() + ? "
+        "WHERE id IN (SELECT value FROM json_each(?)) AND worker_id = ? "
+        "AND state = 'processing' AND claim_expires_at >= unixepoch() RETURNING id",
+        (extend_s, json.dumps(list(job_ids)), worker_id),
+    ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def release_claims(conn: sqlite3.Connection, worker_id: str, job_ids: Sequence[int]) -> int:
+    """:func:`release_claim` for many jobs; returns how many were handed back."""
+    return sum(release_claim(conn, job_id, worker_id) for job_id in job_ids)
+
+
+def tick_as_leader(
+    conn: sqlite3.Connection, lock_name: str, owner: str, ttl_s: int, now_unix: int
+) -> tuple[bool, int]:
+    """The scheduler leader's step: renew the lock and fire due schedules, in one transaction.
+
+    Returns ``(still leader, soonest next fire)``; nothing fires when the lock is not held.
+    """
+    if not lock_renew(conn, lock_name, owner, ttl_s):
+        return False, 0
+    scheduler_tick(conn, now_unix)
+    return True, scheduler_soonest(conn)
 
 
 # -- inspection and operator actions (dashboard, CLI) ---------------------------------

@@ -185,6 +185,41 @@ _EXPECTED_OBJECTS = frozenset(
 )
 
 
+def install(conn: sqlite3.Connection) -> None:
+    """Create every table, index and migration of the format (inside the caller's transaction)."""
+    create_notifications(conn)
+    bootstrap(conn)
+
+
+def ensure(conn: sqlite3.Connection) -> None:
+    """Install the schema on ``conn`` when incomplete; a pure read when it is complete.
+
+    Outside a transaction the DDL runs in a short ``BEGIN IMMEDIATE … COMMIT`` of its own.
+    Inside one it joins that transaction under a savepoint (a failure leaves the caller's
+    transaction as it was) and becomes durable only when the caller commits. The one
+    sequence behind ``open()``, ``Transaction.bootstrap_honker_schema`` and ``attach()``.
+    """
+    if is_complete(conn):
+        return
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT honker_schema")
+        try:
+            install(conn)
+        except BaseException:
+            conn.execute("ROLLBACK TO honker_schema")
+            conn.execute("RELEASE honker_schema")
+            raise
+        conn.execute("RELEASE honker_schema")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        install(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def create_notifications(conn: sqlite3.Connection) -> None:
     """Create ``_honker_notifications`` and its index (done by whoever registers notify())."""
     for stmt in NOTIFICATIONS_DDL:

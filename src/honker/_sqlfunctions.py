@@ -130,8 +130,7 @@ def _functions(conn: sqlite3.Connection) -> list[Spec]:
         # Unlike the reference's honker_bootstrap() this also creates _honker_notifications
         # (the reference creates it when the extension loads); harmless when it exists, and
         # it lets attach(conn, bootstrap=False) + SELECT honker_bootstrap() yield a full file.
-        _schema.create_notifications(conn)
-        _schema.bootstrap(conn)
+        _schema.install(conn)
         return 1
 
     def claim_batch(queue: str, worker: str, n: int, visibility: int) -> str:
@@ -385,30 +384,6 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     row_factory, text_factory = conn.row_factory, conn.text_factory
     conn.row_factory, conn.text_factory = None, str
     try:
-        _ensure_schema(conn)
+        _schema.ensure(conn)
     finally:
         conn.row_factory, conn.text_factory = row_factory, text_factory
-
-
-def _ensure_schema(conn: sqlite3.Connection) -> None:
-    if _schema.is_complete(conn):
-        return
-    if conn.in_transaction:
-        conn.execute("SAVEPOINT honker_attach")
-        try:
-            _schema.create_notifications(conn)
-            _schema.bootstrap(conn)
-        except BaseException:
-            conn.execute("ROLLBACK TO honker_attach")
-            conn.execute("RELEASE honker_attach")
-            raise
-        conn.execute("RELEASE honker_attach")
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        _schema.create_notifications(conn)
-        _schema.bootstrap(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -39,6 +40,8 @@ import time
 from collections.abc import Callable
 
 from ._errors import CLOSED_MESSAGE, WATCHER_DIED_MESSAGE, DatabaseClosed, WatcherDied
+
+log = logging.getLogger("honker.watcher")
 
 IDENTITY_CHECK_S = 0.1
 IDLE_EXIT_S = 2.0
@@ -541,6 +544,15 @@ def create_watcher(
         return UpdateWatcher(path, connect, poll_interval_s=poll_interval_s)
     from . import _backends
 
+    if backend == "auto":
+        reason = _backends.kernel_unsuitable(path)
+        if reason is None:
+            try:
+                return _backends.KernelWatcher.probe(requested, path, connect)
+            except (ValueError, RuntimeError, OSError) as exc:
+                reason = str(exc)
+        log.debug("update watcher for %s: polling (%s)", path, reason)
+        return UpdateWatcher(path, connect, poll_interval_s=poll_interval_s)
     if backend == "kernel":
         return _backends.KernelWatcher.probe(requested, path, connect)
     if backend == "shm":

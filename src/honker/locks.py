@@ -11,22 +11,21 @@ import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from . import _ops
 from ._errors import InvalidArgument, LockHeld
 
 if TYPE_CHECKING:
-    from ._database import Database
+    from ._engine import Engine
 
 
 class _Lock:
     """Context manager for one named lock (returned, un-acquired, by ``db.lock()``)."""
 
-    def __init__(self, db: Database, name: str, ttl: int = 60, owner: str | None = None) -> None:
+    def __init__(self, engine: Engine, name: str, ttl: int = 60, owner: str | None = None) -> None:
         if not isinstance(name, str):
             raise TypeError(f"lock name must be a str, not {type(name).__name__}")
         if owner is not None and not isinstance(owner, str):
             raise TypeError(f"lock owner must be a str, not {type(owner).__name__}")
-        self.db = db
+        self._engine = engine
         self.name = name
         self.ttl = int(ttl)
         self.owner: str = owner if owner is not None else uuid.uuid4().hex
@@ -34,7 +33,9 @@ class _Lock:
 
     def acquire(self) -> bool:
         """Try to take the lock; ``True`` if this owner now holds it (no exception)."""
-        self.acquired = self.db._write(_ops.lock_acquire, self.name, self.owner, self.ttl)
+        self.acquired = self._engine.write(
+            self._engine.ops.lock_acquire, self.name, self.owner, self.ttl
+        )
         return self.acquired
 
     def __enter__(self) -> _Lock:
@@ -49,14 +50,14 @@ class _Lock:
         ttl_s = int(ttl) if ttl is not None else self.ttl
         if ttl_s <= 0:
             raise InvalidArgument(f"lock ttl must be positive, got {ttl_s}")
-        return self.db._write(_ops.lock_renew, self.name, self.owner, ttl_s)
+        return bool(self._engine.write(self._engine.ops.lock_renew, self.name, self.owner, ttl_s))
 
     def release(self) -> bool:
         """Release the lock if this owner holds it."""
         if not self.acquired:
             return False
         self.acquired = False
-        return self.db._write(_ops.lock_release, self.name, self.owner)
+        return bool(self._engine.write(self._engine.ops.lock_release, self.name, self.owner))
 
     def __exit__(
         self,
@@ -70,16 +71,16 @@ class _Lock:
         return f"_Lock(name={self.name!r}, owner={self.owner!r}, acquired={self.acquired})"
 
 
-def try_rate_limit(db: Database, name: str, limit: int, per: int) -> bool:
+def try_rate_limit(engine: Engine, name: str, limit: int, per: int) -> bool:
     """Count one call against ``limit`` per ``per``-second fixed window; ``False`` when full."""
     if not isinstance(name, str):
         raise TypeError(f"rate limit name must be a str, not {type(name).__name__}")
     limit, per = int(limit), int(per)
     if limit <= 0 or per <= 0:
         raise ValueError("limit and per must be positive")
-    return db._write(_ops.rate_limit_try, name, limit, per)
+    return bool(engine.write(engine.ops.rate_limit_try, name, limit, per))
 
 
-def sweep_rate_limits(db: Database, older_than_s: int = 3600) -> int:
+def sweep_rate_limits(engine: Engine, older_than_s: int = 3600) -> int:
     """Delete windows that started more than ``older_than_s`` seconds ago."""
-    return db._write(_ops.rate_limit_sweep, int(older_than_s))
+    return int(engine.write(engine.ops.rate_limit_sweep, int(older_than_s)))

@@ -14,7 +14,6 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import _ops
 from ._errors import DatabaseClosed
 from ._json import LazyPayload
 
@@ -64,9 +63,13 @@ class Listener:
         self.db = db
         self.channel = channel
         self.fallback_poll_s = fallback_poll_s
-        self._sub = db._subscribe()
+        self._engine = db.engine
+        self._sub = self._engine.subscribe()
         weakref.finalize(self, self._sub.close)
-        self._last = db._read(_ops.notifications_max_id, channel)
+        # Taken here, synchronously, so that a notification committed after listen()
+        # returns is always delivered (one indexed read on a reader: it never waits for
+        # the writer).
+        self._last = self._engine.read(self._engine.ops.notifications_max_id, channel)
         self._buffer: deque[Notification] = deque()
 
     def __aiter__(self) -> Listener:
@@ -76,7 +79,10 @@ class Listener:
         buffer = self._buffer
         while not buffer:
             try:
-                rows = self.db._read(_ops.notifications_since, self.channel, self._last, _BATCH)
+                engine = self._engine
+                rows = await engine.aread(
+                    engine.ops.notifications_since, self.channel, self._last, _BATCH
+                )
             except DatabaseClosed:
                 raise StopAsyncIteration from None
             if rows:

@@ -9,12 +9,17 @@ the attempt budget is spent, when the job lands in ``_honker_dead`` with the err
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
+import logging
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._retry import backoff_delay
 from .queue import Job, Queue
+
+log = logging.getLogger("honker.outbox")
 
 if TYPE_CHECKING:
     from ._database import Database, Transaction
@@ -73,13 +78,14 @@ class Outbox:
 
     def backoff_s(self, attempts: int) -> int:
         """Retry delay after the ``attempts``-th failed attempt."""
-        return int(self.base_backoff_s * 2 ** max(0, attempts - 1))
+        return backoff_delay(self.base_backoff_s, 2.0, attempts)
 
     async def deliver(self, job: Job) -> bool:
         """Run ``delivery`` for one claimed job; ack on success, else retry or dead-letter.
 
         Returns ``True`` when the delivery succeeded.
         """
+        engine = self.db.engine
         try:
             if inspect.iscoroutinefunction(self.delivery):
                 await self.delivery(job.payload)
@@ -91,9 +97,13 @@ class Outbox:
             raise
         except Exception as exc:
             error = f"{exc}\n{traceback.format_exc()}"
-            job.retry(delay_s=self.backoff_s(job.attempts), error=error)
+            delay = self.backoff_s(job.attempts)
+            await engine.arun(functools.partial(job.retry, delay_s=delay, error=error))
+            log.warning(
+                "outbox %s job %s attempt %d failed: %s", self.name, job.id, job.attempts, exc
+            )
             return False
-        job.ack()
+        await engine.arun(job.ack)
         return True
 
     async def run_worker(self, worker_id: str) -> None:

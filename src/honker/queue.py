@@ -12,19 +12,21 @@ at-least-once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from . import _ops
 from ._errors import DatabaseClosed
 from ._json import LazyPayload, dumps
+from ._watcher import wait_any
 from .results import get_result, save_result, sweep_results, wait_result
 
 if TYPE_CHECKING:
     from ._database import Database, Transaction
+    from ._engine import Engine
     from ._watcher import Subscription
 
 DEFAULT_VISIBILITY_TIMEOUT_S = 300
@@ -142,7 +144,9 @@ class Queue:
         self.name: str = _check_name(name)
         self.visibility_timeout_s = int(visibility_timeout_s)
         self.max_attempts = int(max_attempts)
-        db._init_queue_schema()
+        self._engine: Engine = db.engine
+        self._ops = db.engine.ops
+        db.engine.ensure_queue_schema()
 
     # -- producing ---------------------------------------------------------------------
     def enqueue(
@@ -170,9 +174,7 @@ class Queue:
             self.max_attempts if max_attempts is None else int(max_attempts),
             None if expires is None else int(expires),
         )
-        if tx is None:
-            return self.db._write(_ops.enqueue, *args)
-        return self.db._in_tx(tx, _ops.enqueue, *args)
+        return int(self._engine.in_tx(tx, self._ops.enqueue, *args))
 
     # -- claiming ----------------------------------------------------------------------
     def claim_batch(self, worker_id: str, n: int) -> list[Job]:
@@ -180,9 +182,42 @@ class Queue:
         n = int(n)
         if n <= 0:
             return []
-        rows = self.db._write(
-            _ops.claim_batch, self.name, _check_worker(worker_id), n, self.visibility_timeout_s
+        rows = self._engine.write(
+            self._ops.claim_batch,
+            self.name,
+            _check_worker(worker_id),
+            n,
+            self.visibility_timeout_s,
+            quiet=True,
         )
+        make = Job._from_claim
+        return [make(self, row) for row in rows]
+
+    async def aclaim_batch(self, worker_id: str, n: int) -> list[Job]:
+        """:meth:`claim_batch` on the database's I/O threads (never blocks the event loop).
+
+        If the awaiting task is cancelled while the claim runs, the claimed jobs are handed
+        back at once rather than left to their visibility timeout.
+        """
+        n = int(n)
+        if n <= 0:
+            return []
+        worker = _check_worker(worker_id)
+        engine = self._engine
+        fut = asyncio.ensure_future(
+            engine.awrite(
+                self._ops.claim_batch, self.name, worker, n, self.visibility_timeout_s, quiet=True
+            )
+        )
+        try:
+            rows = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                claimed = await fut
+                if claimed:
+                    ids = [int(r[0]) for r in claimed]
+                    await engine.awrite(self._ops.release_claims, worker, ids)
+            raise
         make = Job._from_claim
         return [make(self, row) for row in rows]
 
@@ -201,7 +236,7 @@ class Queue:
 
     def next_claim_at(self) -> int:
         """Unix time at which a claim could next succeed without new writes (0: none)."""
-        return self.db._read(_ops.queue_next_claim_at, self.name)
+        return int(self._engine.read(self._ops.queue_next_claim_at, self.name))
 
     # -- outcomes ----------------------------------------------------------------------
     def ack(self, job_id: int, worker_id: str, tx: Transaction | None = None) -> bool:
@@ -210,14 +245,16 @@ class Queue:
         With ``tx=`` the ack commits with the caller's writes (e.g. the job's side effects
         in the same database): exactly-once processing for work that stays in the file.
         """
-        return self.db._in_tx(tx, _ops.ack, int(job_id), _check_worker(worker_id))
+        return bool(self._engine.in_tx(tx, self._ops.ack, int(job_id), _check_worker(worker_id)))
 
     def ack_batch(self, job_ids: Iterable[int], worker_id: str) -> int:
         """Ack many jobs in one transaction; returns how many were really deleted."""
         ids = [int(i) for i in job_ids]
         if not ids:
             return 0
-        return self.db._write(_ops.ack_batch, json.dumps(ids), _check_worker(worker_id))
+        return int(
+            self._engine.write(self._ops.ack_batch, json.dumps(ids), _check_worker(worker_id))
+        )
 
     def retry(
         self,
@@ -228,18 +265,26 @@ class Queue:
         tx: Transaction | None = None,
     ) -> bool:
         """Pending again after ``delay_s`` (or dead when the budget is spent); False if lapsed."""
-        return self.db._in_tx(
-            tx, _ops.retry, int(job_id), _check_worker(worker_id), int(delay_s), str(error)
+        return bool(
+            self._engine.in_tx(
+                tx, self._ops.retry, int(job_id), _check_worker(worker_id), int(delay_s), str(error)
+            )
         )
 
     def fail(self, job_id: int, worker_id: str, error: str, tx: Transaction | None = None) -> bool:
         """Dead-letter a held job with ``error``; False if the claim lapsed."""
-        return self.db._in_tx(tx, _ops.fail, int(job_id), _check_worker(worker_id), str(error))
+        return bool(
+            self._engine.in_tx(
+                tx, self._ops.fail, int(job_id), _check_worker(worker_id), str(error)
+            )
+        )
 
     def heartbeat(self, job_id: int, worker_id: str, extend_s: int | None = None) -> bool:
         """Extend a still-valid claim to now + ``extend_s`` (default: visibility timeout)."""
         extend = self.visibility_timeout_s if extend_s is None else int(extend_s)
-        return self.db._write(_ops.heartbeat, int(job_id), _check_worker(worker_id), extend)
+        return bool(
+            self._engine.write(self._ops.heartbeat, int(job_id), _check_worker(worker_id), extend)
+        )
 
     def release(self, job_id: int, worker_id: str) -> bool:
         """Give a held job back at once (pending, due now, attempt not counted).
@@ -247,7 +292,9 @@ class Queue:
         For shutdown paths: the job becomes claimable immediately instead of after the
         visibility timeout. ``False`` if the claim had already lapsed.
         """
-        return self.db._write(_ops.release_claim, int(job_id), _check_worker(worker_id))
+        return bool(
+            self._engine.write(self._ops.release_claim, int(job_id), _check_worker(worker_id))
+        )
 
     def cancel(
         self, job_id: int, *, pending_only: bool = False, tx: Transaction | None = None
@@ -257,34 +304,34 @@ class Queue:
         ``pending_only=True`` leaves a job that a worker already claimed alone (and returns
         ``False``), without a check-then-delete race.
         """
-        return self.db._in_tx(tx, _ops.cancel, int(job_id), pending_only)
+        return bool(self._engine.in_tx(tx, self._ops.cancel, int(job_id), pending_only))
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         """The job's live row as a dict (``payload`` is the raw JSON text), or ``None``."""
-        return self.db._read(_ops.get_job, int(job_id))
+        return cast("dict[str, Any] | None", self._engine.read(self._ops.get_job, int(job_id)))
 
     def sweep_expired(self) -> int:
         """Move this queue's expired pending jobs to ``_honker_dead``; returns the count."""
-        return self.db._write(_ops.sweep_expired, self.name)
+        return int(self._engine.write(self._ops.sweep_expired, self.name))
 
     # -- results -----------------------------------------------------------------------
     def save_result(
         self, job_id: int, value: Any, ttl: float | None = None, tx: Transaction | None = None
     ) -> None:
         """Store a job's result (JSON); ``ttl`` seconds, ``None`` = never expires."""
-        save_result(self.db, job_id, value, ttl, tx)
+        save_result(self._engine, job_id, value, ttl, tx)
 
     def get_result(self, job_id: int) -> tuple[bool, Any]:
         """``(True, value)`` when a result is stored, else ``(False, None)``."""
-        return get_result(self.db, job_id)
+        return get_result(self._engine, job_id)
 
     async def wait_result(self, job_id: int, timeout: float | None = None) -> Any:
         """Wait (waking on commits) until the job's result is stored; returns the value."""
-        return await wait_result(self.db, job_id, timeout)
+        return await wait_result(self._engine, job_id, timeout)
 
     def sweep_results(self) -> int:
         """Delete expired results (of every queue); returns the count."""
-        return sweep_results(self.db)
+        return sweep_results(self._engine)
 
     # -- decorators --------------------------------------------------------------------
     def task(self, name: Any = None, **options: Any) -> Any:
@@ -308,7 +355,7 @@ class Queue:
     def stats(self) -> dict[str, int | None]:
         """Counts for dashboards: ``pending`` (due), ``delayed``, ``expired``, ``processing``,
         ``dead``, ``oldest_pending_age_s``, ``done_last_minute`` and ``dead_last_minute``."""
-        return self.db._read(_ops.queue_stats, self.name)
+        return self._engine.read(self._ops.queue_stats, self.name)
 
     def list_jobs(
         self,
@@ -319,26 +366,34 @@ class Queue:
     ) -> list[dict[str, Any]]:
         """Live and dead jobs, newest first; ``state`` is one of pending, delayed,
         processing, dead (``None``: all); ``search`` matches payload text."""
-        return self.db._read(
-            _ops.list_jobs, self.name, state, search, max(0, int(limit)), max(0, int(offset))
+        return self._engine.read(
+            self._ops.list_jobs, self.name, state, search, max(0, int(limit)), max(0, int(offset))
         )
 
     def count_jobs(self, state: str | None = None, search: str | None = None) -> int:
         """Number of jobs :meth:`list_jobs` would page through."""
-        return self.db._read(_ops.count_jobs, self.name, state, search)
+        return int(self._engine.read(self._ops.count_jobs, self.name, state, search))
 
     def find_job(self, job_id: int) -> dict[str, Any] | None:
         """A job of this queue by id, live or dead, with its last error and timestamps."""
-        job = self.db._read(_ops.find_job, int(job_id))
+        job = self._engine.read(self._ops.find_job, int(job_id))
         return job if job is not None and job["queue"] == self.name else None
 
     def retry_dead(self, job_id: int | None = None) -> int:
         """Put one dead job (or all of this queue's) back to pending with a fresh budget."""
-        return self.db._write(_ops.dead_requeue, self.name, None if job_id is None else int(job_id))
+        return int(
+            self._engine.write(
+                self._ops.dead_requeue, self.name, None if job_id is None else int(job_id)
+            )
+        )
 
     def discard_dead(self, job_id: int | None = None) -> int:
         """Delete one dead job (or all of this queue's dead jobs)."""
-        return self.db._write(_ops.dead_discard, self.name, None if job_id is None else int(job_id))
+        return int(
+            self._engine.write(
+                self._ops.dead_discard, self.name, None if job_id is None else int(job_id)
+            )
+        )
 
     def __repr__(self) -> str:
         return (
@@ -347,14 +402,54 @@ class Queue:
         )
 
 
+async def wait_for_work(
+    engine: Engine,
+    sub: Subscription,
+    queue: str,
+    idle_poll_s: float | None,
+    next_at: int | None = None,
+    stop: asyncio.Event | None = None,
+    kick: asyncio.Event | None = None,
+) -> bool:
+    """Wait until a commit, the queue's next deadline or ``idle_poll_s``, whichever is first.
+
+    The deadline is the moment a delayed job comes due or an expired claim becomes
+    reclaimable (read from the database unless the caller already knows it as
+    ``next_at``; 0 means none). ``stop`` and ``kick`` end the wait early. Returns ``False``
+    when the wait ended by timeout or deadline (claim regardless), ``True`` on a wake.
+    Shared by ``Queue.claim()`` and the worker's producers.
+    """
+    if (stop is not None and stop.is_set()) or (kick is not None and kick.is_set()):
+        return True
+    if sub.pending:
+        await sub.wait(0)
+        return True
+    deadline: int = (
+        await engine.aread(engine.ops.queue_next_claim_at, queue) if next_at is None else next_at
+    )
+    timeout = idle_poll_s
+    if deadline > 0:
+        until = max(0.0, deadline - time.time())
+        timeout = until if timeout is None else min(timeout, until)
+    if stop is None and kick is None:
+        return await sub.wait(timeout)
+    started = time.monotonic()
+    await wait_any(sub, stop or asyncio.Event(), kick, timeout)
+    return timeout is None or time.monotonic() - started < timeout or bool(kick and kick.is_set())
+
+
 class ClaimIterator:
-    """Async iterator behind ``Queue.claim()``; subscribes to updates when created."""
+    """Async iterator behind ``Queue.claim()``; subscribes to updates when created.
+
+    Each step claims on the database's I/O threads, so the event loop never waits for the
+    writer; a claim interrupted by cancellation hands its job back.
+    """
 
     def __init__(self, queue: Queue, worker_id: str, idle_poll_s: float | None) -> None:
         self.queue = queue
         self.worker_id = worker_id
         self.idle_poll_s = idle_poll_s
-        self._sub: Subscription = queue.db._subscribe()
+        self._sub: Subscription = queue.db.engine.subscribe()
         self._finalizer = weakref.finalize(self, self._sub.close)
 
     def __aiter__(self) -> ClaimIterator:
@@ -362,18 +457,13 @@ class ClaimIterator:
 
     async def __anext__(self) -> Job:
         queue = self.queue
-        sub = self._sub
+        engine = queue._engine
         try:
             while True:
-                jobs = queue.claim_batch(self.worker_id, 1)
+                jobs = await queue.aclaim_batch(self.worker_id, 1)
                 if jobs:
                     return jobs[0]
-                timeout = self.idle_poll_s
-                deadline = queue.next_claim_at()
-                if deadline > 0:
-                    until = max(0.0, deadline - time.time())
-                    timeout = until if timeout is None else min(timeout, until)
-                await sub.wait(timeout)
+                await wait_for_work(engine, self._sub, queue.name, self.idle_poll_s)
         except asyncio.CancelledError:
             self.close()
             raise

@@ -11,43 +11,50 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import _ops
 from ._json import dumps
 
 if TYPE_CHECKING:
-    from ._database import Database, Transaction
+    from ._database import Transaction
+    from ._engine import Engine
 
 FALLBACK_RECHECK_S = 15.0
 
 
 def save_result(
-    db: Database, job_id: int, value: Any, ttl: float | None = None, tx: Transaction | None = None
+    engine: Engine,
+    job_id: int,
+    value: Any,
+    ttl: float | None = None,
+    tx: Transaction | None = None,
 ) -> None:
     """Upsert ``value`` (JSON) for ``job_id``; ``ttl`` seconds, ``None``/≤0 = never expires."""
     text = dumps(value, "result")
     ttl_s = 0 if ttl is None else int(ttl)
-    db._in_tx(tx, _ops.result_save, int(job_id), text, ttl_s)
+    engine.in_tx(tx, engine.ops.result_save, int(job_id), text, ttl_s)
 
 
-def get_result(db: Database, job_id: int) -> tuple[bool, Any]:
+def get_result(engine: Engine, job_id: int) -> tuple[bool, Any]:
     """``(True, value)`` if a live result is stored (value may be None), else ``(False, None)``."""
-    text = db._read(_ops.result_get, int(job_id))
+    return _decode(engine.read(engine.ops.result_get, int(job_id)))
+
+
+def _decode(text: str | None) -> tuple[bool, Any]:
     if text is None:
         return (False, None)
     return (True, json.loads(text))
 
 
-async def wait_result(db: Database, job_id: int, timeout: float | None = None) -> Any:
+async def wait_result(engine: Engine, job_id: int, timeout: float | None = None) -> Any:
     """Wait until ``job_id`` has a stored result and return it.
 
     Raises ``TimeoutError`` (``asyncio.TimeoutError``) after ``timeout`` seconds.
     """
     job_id = int(job_id)
-    sub = db._subscribe()
+    sub = engine.subscribe()
     try:
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         while True:
-            found, value = get_result(db, job_id)
+            found, value = _decode(await engine.aread(engine.ops.result_get, job_id))
             if found:
                 return value
             wait = FALLBACK_RECHECK_S
@@ -61,6 +68,6 @@ async def wait_result(db: Database, job_id: int, timeout: float | None = None) -
         sub.close()
 
 
-def sweep_results(db: Database) -> int:
+def sweep_results(engine: Engine) -> int:
     """Delete every expired result; returns the count."""
-    return db._write(_ops.result_sweep)
+    return int(engine.write(engine.ops.result_sweep))

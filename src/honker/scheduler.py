@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .locks import _Lock
 
 MIN_SLEEP_S = 0.1
+log = logging.getLogger("honker.scheduler")
 
 
 class CronSchedule:
@@ -112,6 +114,7 @@ class Scheduler:
         """``owner`` names this process in the lock row (default: a random token); it must
         be unique per running scheduler, since the same owner re-acquires its own lock."""
         self.db = db
+        self._engine = db.engine
         self.owner = owner
         self.lock_name = lock_name if lock_name is not None else self.LOCK_NAME
         self.lock_ttl = lock_ttl
@@ -147,9 +150,9 @@ class Scheduler:
         expr = _as_schedule(schedule).expr
         if tz is not None:
             _ops.zone(tz)  # validate before writing anything
-        self.db._in_tx(
+        self._engine.in_tx(
             tx,
-            _ops.scheduler_register,
+            self._engine.ops.scheduler_register,
             name,
             queue,
             expr,
@@ -165,20 +168,20 @@ class Scheduler:
     def remove(self, name: str, tx: Transaction | None = None) -> bool:
         """Delete schedule ``name``; ``True`` if it existed (``tx=`` joins a transaction)."""
         self._registered.discard(name)
-        return self.db._in_tx(tx, _ops.scheduler_unregister, name) > 0
+        return bool(self._engine.in_tx(tx, self._engine.ops.scheduler_unregister, name) > 0)
 
     def pause(self, name: str, tx: Transaction | None = None) -> bool:
         """Stop firing ``name`` (kept on disk); ``True`` if it was enabled."""
-        return self.db._in_tx(tx, _ops.scheduler_set_enabled, name, False)
+        return bool(self._engine.in_tx(tx, self._engine.ops.scheduler_set_enabled, name, False))
 
     def resume(self, name: str, tx: Transaction | None = None) -> bool:
         """Fire ``name`` again (missed boundaries are caught up); ``True`` if it was paused."""
-        return self.db._in_tx(tx, _ops.scheduler_set_enabled, name, True)
+        return bool(self._engine.in_tx(tx, self._engine.ops.scheduler_set_enabled, name, True))
 
     def list(self) -> list[dict[str, Any]]:
         """Every schedule ordered by name (``payload`` as raw JSON text, ``enabled`` bool;
         a ``tz`` key only on schedules that have their own time zone)."""
-        return self.db._read(_ops.scheduler_list, True)
+        return self._engine.read(self._engine.ops.scheduler_list, True)
 
     def get(self, name: str) -> dict[str, Any] | None:
         """One schedule as in :meth:`list`, or ``None``."""
@@ -221,19 +224,21 @@ class Scheduler:
             and not touch_tz
         ):
             return False
-        return self.db._in_tx(
-            tx,
-            _ops.scheduler_update,
-            name,
-            expr,
-            payload_text,
-            None if priority is None else int(priority),
-            expires_s,
-            touch_expires,
-            budget,
-            touch_max,
-            zone_name,
-            touch_tz,
+        return bool(
+            self._engine.in_tx(
+                tx,
+                self._engine.ops.scheduler_update,
+                name,
+                expr,
+                payload_text,
+                None if priority is None else int(priority),
+                expires_s,
+                touch_expires,
+                budget,
+                touch_max,
+                zone_name,
+                touch_tz,
+            )
         )
 
     def tick(self, now: int | None = None) -> builtins.list[dict[str, Any]]:
@@ -242,7 +247,7 @@ class Scheduler:
         For tests and manual operation; ``run()`` is the normal way to fire schedules.
         """
         at = int(time.time()) if now is None else int(now)
-        return self.db._write(_ops.scheduler_tick, at)
+        return self._engine.write(self._engine.ops.scheduler_tick, at)
 
     # -- the leader loop -----------------------------------------------------------------
     async def run(
@@ -262,18 +267,20 @@ class Scheduler:
         """
         if self.lock_ttl <= 0 or self.heartbeat_interval <= 0:
             raise ValueError("lock_ttl and heartbeat_interval must be positive")
-        db = self.db
-        if exit_when_idle and not self._registered and db._read(_ops.scheduler_count) == 0:
+        engine = self._engine
+        ops = engine.ops
+        if exit_when_idle and not self._registered and await engine.aread(ops.scheduler_count) == 0:
             raise RuntimeError(
                 "Scheduler.run(): no registered tasks; add a schedule first "
                 "(scheduler.add(...) or @queue.periodic_task)"
             )
         stop = stop_event if stop_event is not None else asyncio.Event()
-        sub = db._subscribe()
+        sub = engine.subscribe()
         try:
-            lock = db.lock(self.lock_name, ttl=int(self.lock_ttl), owner=self.owner)
+            lock = self.db.lock(self.lock_name, ttl=int(self.lock_ttl), owner=self.owner)
             if not await self._acquire(lock, sub, stop, standby):
                 return
+            log.info("scheduler became leader (lock %r, owner %s)", self.lock_name, lock.owner)
             self._lost = False
             lost = asyncio.Event()
             heartbeat = asyncio.create_task(self._heartbeat(lock, lost))
@@ -285,8 +292,14 @@ class Scheduler:
                     await heartbeat
                 if not self._lost:
                     with contextlib.suppress(RuntimeError):
-                        lock.release()
+                        await engine.arun(lock.release)
+                    log.info("scheduler stopped leading (lock %r released)", self.lock_name)
             if self._lost:
+                log.warning(
+                    "scheduler lost leadership: lock %r is no longer held by %s",
+                    self.lock_name,
+                    lock.owner,
+                )
                 raise LeadershipLost(
                     f"scheduler lost leadership: lock {self.lock_name!r} is no longer held "
                     f"by owner {lock.owner!r}"
@@ -297,12 +310,17 @@ class Scheduler:
     async def _acquire(
         self, lock: _Lock, sub: Subscription, stop: asyncio.Event, standby: bool
     ) -> bool:
+        engine = self._engine
+        announced = False
         while not stop.is_set():
-            if lock.acquire():
+            if await engine.arun(lock.acquire):
                 return True
             if not standby:
                 raise LockHeld(f"lock {self.lock_name!r} is already held")
-            expires_at = self.db._read(_ops.lock_expires_at, self.lock_name)
+            if not announced:
+                log.info("scheduler standing by: lock %r is held elsewhere", self.lock_name)
+                announced = True
+            expires_at = await engine.aread(engine.ops.lock_expires_at, self.lock_name)
             wait = float(self.lock_ttl) if expires_at is None else expires_at - time.time()
             await wait_any(sub, stop, None, max(MIN_SLEEP_S, min(wait, float(self.lock_ttl))))
         return False
@@ -315,13 +333,16 @@ class Scheduler:
         lost: asyncio.Event,
         exit_when_idle: bool,
     ) -> None:
-        db = self.db
+        engine = self._engine
+        ops = engine.ops
         ttl = int(self.lock_ttl)
         while not stop.is_set() and not lost.is_set():
             now = int(time.time())
-            soonest = db._read(_ops.scheduler_soonest)
+            soonest = await engine.aread(ops.scheduler_soonest)
             if 0 < soonest <= now:
-                held, soonest = db._write(_tick_as_leader, self.lock_name, lock.owner, ttl, now)
+                held, soonest = await engine.awrite(
+                    ops.tick_as_leader, self.lock_name, lock.owner, ttl, now
+                )
                 if not held:
                     self._lost = True
                     return
@@ -337,18 +358,10 @@ class Scheduler:
         while True:
             await asyncio.sleep(float(self.heartbeat_interval))
             try:
-                held = lock.renew()
+                held = await self._engine.arun(lock.renew)
             except RuntimeError:
                 held = False
             if not held:
                 self._lost = True
                 lost.set()
                 return
-
-
-def _tick_as_leader(conn: Any, lock_name: str, owner: str, ttl: int, now: int) -> tuple[bool, int]:
-    """Renew the lock and fire due schedules in one transaction (nothing fires if not held)."""
-    if not _ops.lock_renew(conn, lock_name, owner, ttl):
-        return False, 0
-    _ops.scheduler_tick(conn, now)
-    return True, _ops.scheduler_soonest(conn)

@@ -16,7 +16,6 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import _ops
 from ._errors import DatabaseClosed
 from ._json import LazyPayload, dumps
 
@@ -72,28 +71,32 @@ class Stream:
             raise TypeError(f"stream name must be a str, not {type(name).__name__}")
         self.db = db
         self.name = name
+        self._engine = db.engine
 
     def publish(self, payload: Any, key: str | None = None, tx: Transaction | None = None) -> None:
         """Append one event (atomic with ``tx`` when given)."""
         if key is not None and not isinstance(key, str):
             raise TypeError(f"stream key must be a str or None, not {type(key).__name__}")
-        self.db._in_tx(tx, _ops.stream_publish, self.name, key, dumps(payload))
+        engine = self._engine
+        engine.in_tx(tx, engine.ops.stream_publish, self.name, key, dumps(payload))
 
     def save_offset(self, consumer: str, offset: int, tx: Transaction | None = None) -> None:
         """Record that ``consumer`` processed everything up to ``offset`` (never moves back)."""
         if not isinstance(consumer, str):
             raise TypeError(f"consumer must be a str, not {type(consumer).__name__}")
-        self.db._in_tx(tx, _ops.stream_save_offset, consumer, self.name, int(offset))
+        engine = self._engine
+        engine.in_tx(tx, engine.ops.stream_save_offset, consumer, self.name, int(offset))
 
     def get_offset(self, consumer: str) -> int:
         """The consumer's saved offset, 0 if it never saved one."""
         if not isinstance(consumer, str):
             raise TypeError(f"consumer must be a str, not {type(consumer).__name__}")
-        return self.db._read(_ops.stream_get_offset, consumer, self.name)
+        return int(self._engine.read(self._engine.ops.stream_get_offset, consumer, self.name))
 
     def _read_since(self, offset: int, limit: int = REPLAY_BATCH) -> list[dict[str, Any]]:
-        rows = self.db._read(_ops.stream_read_since, self.name, int(offset), int(limit))
-        return [dict(zip(_ops.STREAM_COLUMNS, r, strict=True)) for r in rows]
+        ops = self._engine.ops
+        rows = self._engine.read(ops.stream_read_since, self.name, int(offset), int(limit))
+        return [dict(zip(ops.STREAM_COLUMNS, r, strict=True)) for r in rows]
 
     def subscribe(
         self,
@@ -131,15 +134,14 @@ class StreamSubscription:
             raise TypeError(f"consumer must be a str, not {type(consumer).__name__}")
         self.stream = stream
         self.consumer = consumer
-        self._sub = stream.db._subscribe()
+        self._sub = stream._engine.subscribe()
         self._finalizer = weakref.finalize(self, self._sub.close)
+        # A consumer's saved offset is read on the first step (on the I/O threads).
+        self._read_pos: int | None = None
         if from_offset is not None:
-            start = int(from_offset)
-        elif consumer is not None:
-            start = stream.get_offset(consumer)
-        else:
-            start = 0
-        self._read_pos = start
+            self._read_pos = int(from_offset)
+        elif consumer is None:
+            self._read_pos = 0
         self._buffer: deque[Event] = deque()
         self._save_n = max(0, int(save_every_n))
         self._save_s = max(0.0, float(save_every_s))
@@ -158,10 +160,16 @@ class StreamSubscription:
     async def __anext__(self) -> Event:
         buffer = self._buffer
         stream = self.stream
+        engine = stream._engine
         try:
+            if self._read_pos is None:
+                assert self.consumer is not None
+                self._read_pos = await engine.aread(
+                    engine.ops.stream_get_offset, self.consumer, stream.name
+                )
             while not buffer:
-                rows = stream.db._read(
-                    _ops.stream_read_events, stream.name, self._read_pos, REPLAY_BATCH
+                rows = await engine.aread(
+                    engine.ops.stream_read_events, stream.name, self._read_pos, REPLAY_BATCH
                 )
                 if rows:
                     buffer.extend(_events(stream.name, rows))
@@ -179,11 +187,21 @@ class StreamSubscription:
             if (save_n and since >= save_n) or (
                 self._save_s and time.monotonic() - self._saved_at >= self._save_s
             ):
-                self.flush()
+                await self._aflush()
         event = buffer.popleft()
         self._last_yielded = event.offset
         self._since_save += 1
         return event
+
+    async def _aflush(self) -> None:
+        if self.consumer is None or self._last_yielded is None:
+            return
+        engine = self.stream._engine
+        await engine.awrite(
+            engine.ops.stream_save_offset, self.consumer, self.stream.name, self._last_yielded
+        )
+        self._since_save = 0
+        self._saved_at = time.monotonic()
 
     def flush(self) -> None:
         """Save the offset of the last event handed out now (no-op without a consumer)."""

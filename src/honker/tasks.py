@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import UnknownTaskError
 from ._json import dumps
+from ._retry import backoff_delay
 
 if TYPE_CHECKING:
     from ._database import Database, Transaction
@@ -59,7 +60,7 @@ class TaskSpec:
 
     def retry_delay(self, attempts: int) -> int:
         """Delay before retrying after the ``attempts``-th failed attempt."""
-        return int(self.retry_delay_s * self.backoff ** max(0, attempts - 1))
+        return backoff_delay(self.retry_delay_s, self.backoff, attempts)
 
 
 class TaskRegistry:

@@ -1,68 +1,126 @@
-"""Running task handlers: timeouts, retries with backoff, heartbeats and graceful shutdown.
+"""Running task handlers: one producer per queue, execution slots and group-committed outcomes.
 
-``run_task`` runs one handler for one claimed job and records the outcome (ack, retry or
-dead letter). ``WorkerPool`` runs ``concurrency`` workers per queue: async tasks run on the
-event loop, sync tasks in threads (so a blocking task never stalls its peers), and a job
-that runs longer than a third of its visibility window is heartbeated so a live worker's
-job is never reclaimed. Stopping is graceful: workers stop claiming, running jobs get a
-grace period to finish, and whatever is still running after it is cancelled and its claim
-handed back at once (not after the visibility timeout).
+``WorkerPool`` runs registered tasks. For each queue it runs one *producer*: it holds one
+update subscription, waits for a commit (any process) or the queue's next deadline, and
+claims up to its free slots with one ``claim_batch``. Each claimed job runs in an execution
+slot: async tasks on the event loop, sync tasks in a thread pool sized to the concurrency,
+so a blocking task never stalls its peers or the loop.
+
+Outcomes are *group-committed*: a finished job's result, ack, retry or dead-letter move is
+buffered and written with the other jobs that finished around it, in one transaction, at
+most ~2 ms later (or at once when the producer claims again: the flush and the next claim
+share a transaction). A worker that crashes before a flush leaves those jobs claimed; their
+visibility window lapses and they run again: delivery stays at-least-once. An outcome whose
+claim had lapsed (another worker reclaimed the job) writes nothing, not even its result.
+
+Every database call of the pool runs on the engine's I/O threads, never on the event loop.
+Stopping is graceful: the producers stop claiming, running jobs get a grace period, and
+whatever is still running after it is cancelled and its claim handed back at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
+import functools
 import inspect
+import logging
 import os
-import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DatabaseClosed, Retryable, WatcherDied
 from ._json import dumps
-from ._watcher import wait_any
+from ._retry import backoff_delay
+from .queue import wait_for_work
 from .tasks import ENVELOPE_KEY, TaskRegistry, TaskSpec
 
 if TYPE_CHECKING:
     from ._database import Database
+    from ._engine import Engine
+    from ._observe import WorkerObserver
+    from ._watcher import Subscription
     from .queue import Job, Queue
+
+log = logging.getLogger("honker.worker")
 
 RAW_PAYLOAD_ERROR = "raw (non-decorated) payload on a decorated-task queue"
 SHUTDOWN_ERROR = "worker shutting down"
+FLUSH_INTERVAL_S = 0.002
+FLUSH_MAX = 512
+
+# (kind, job id, arg, error): see honker._ops.apply_outcomes.
+Outcome = tuple[str, int, Any, Any]
 
 
 def _compute_delay(retry_delay: float, backoff: float, attempts: int) -> int:
     """``int(retry_delay * backoff ** (attempts - 1))`` (attempts counted from 1)."""
-    return int(retry_delay * backoff ** max(0, attempts - 1))
+    return backoff_delay(retry_delay, backoff, attempts)
+
+
+def _retry_or_dead(job: Job, retries: int | None, delay_s: int, error: str) -> Outcome:
+    """Dead-letter when the task's own budget is spent, else retry after ``delay_s``."""
+    if retries is not None and job.attempts >= retries:
+        return ("dead", job.id, None, error)
+    return ("retry", job.id, int(delay_s), error)
 
 
 def _retry_or_fail(job: Job, retries: int | None, delay_s: int, error: str) -> bool:
-    """Dead-letter when the task's own budget is spent, else retry after ``delay_s``."""
-    if retries is not None and job.attempts >= retries:
-        return job.fail(error)
-    return job.retry(delay_s, error)
+    """Record at once: dead-letter when the task's budget is spent, else retry."""
+    kind, _, delay, message = _retry_or_dead(job, retries, delay_s, error)
+    return job.fail(message) if kind == "dead" else job.retry(delay, message)
 
 
-def _save_and_ack(job: Job, result: Any, result_ttl: float | None) -> None:
+def _done(job: Job, result: Any, save_result: bool, result_ttl: float | None) -> Outcome:
+    if not save_result:
+        return ("done", job.id, None, 0)
     try:
         text = dumps(result, f"result of job {job.id}")
     except (TypeError, ValueError) as exc:
-        print(f"honker: not storing the result of job {job.id}: {exc}", file=sys.stderr)
-        job.ack()
-        return
-    from . import _ops
+        log.warning("not storing the result of job %s: %s", job.id, exc)
+        return ("done", job.id, None, 0)
+    return ("done", job.id, text, 0 if result_ttl is None else int(result_ttl))
 
-    ttl_s = 0 if result_ttl is None else int(result_ttl)
-    db = job.queue.db
 
-    def save_then_ack(conn: Any) -> None:
-        _ops.result_save(conn, job.id, text, ttl_s)
-        _ops.ack(conn, job.id, job.worker_id)
-
-    db._write(save_then_ack)
+async def _run_handler(
+    job: Job,
+    handler: Callable[[Any], Any],
+    *,
+    timeout: float | None,
+    retries: int | None,
+    retry_delay: float,
+    backoff: float,
+    save_result: bool,
+    result_ttl: float | None,
+) -> Outcome:
+    """Run ``handler(job.payload)`` and return the outcome to record (nothing is written)."""
+    try:
+        if inspect.iscoroutinefunction(handler):
+            coro = handler(job.payload)
+            result = await (coro if timeout is None else asyncio.wait_for(coro, timeout))
+        else:
+            result = handler(job.payload)
+            if inspect.isawaitable(result):
+                result = await (result if timeout is None else asyncio.wait_for(result, timeout))
+    except asyncio.CancelledError:
+        raise
+    except TimeoutError:
+        error = f"timeout after {timeout}s" if timeout is not None else "handler timeout"
+        return _retry_or_dead(
+            job, retries, _compute_delay(retry_delay, backoff, job.attempts), error
+        )
+    except Retryable as exc:
+        return _retry_or_dead(job, retries, exc.delay_s, str(exc))
+    except Exception as exc:
+        error = f"{exc}\n{traceback.format_exc()}"
+        return _retry_or_dead(
+            job, retries, _compute_delay(retry_delay, backoff, job.attempts), error
+        )
+    return _done(job, result, save_result, result_ttl)
 
 
 async def run_task(
@@ -76,7 +134,7 @@ async def run_task(
     save_result: bool = False,
     result_ttl: float = 3600.0,
 ) -> None:
-    """Run ``handler(job.payload)`` and record the outcome on the job.
+    """Run ``handler(job.payload)`` and record the outcome on the job at once.
 
     Success: the result is stored (when ``save_result``) and the job acked, in one
     transaction. ``Retryable`` retries after its ``delay_s``; a timeout or any other
@@ -84,46 +142,18 @@ async def run_task(
     ``retries`` attempts were made (or the row's own budget is spent). Cancellation
     propagates untouched (the visibility timeout, or the pool, hands the job back).
     """
-    try:
-        if inspect.iscoroutinefunction(handler):
-            coro = handler(job.payload)
-            result = await (coro if timeout is None else asyncio.wait_for(coro, timeout))
-        else:
-            result = handler(job.payload)
-            if inspect.isawaitable(result):
-                result = await (result if timeout is None else asyncio.wait_for(result, timeout))
-    except asyncio.CancelledError:
-        raise
-    except TimeoutError:
-        error = f"timeout after {timeout}s" if timeout is not None else "handler timeout"
-        _retry_or_fail(job, retries, _compute_delay(retry_delay, backoff, job.attempts), error)
-        return
-    except Retryable as exc:
-        _retry_or_fail(job, retries, exc.delay_s, str(exc))
-        return
-    except Exception as exc:
-        error = f"{exc}\n{traceback.format_exc()}"
-        _retry_or_fail(job, retries, _compute_delay(retry_delay, backoff, job.attempts), error)
-        return
-    if save_result:
-        _save_and_ack(job, result, result_ttl)
-    else:
-        job.ack()
-
-
-def _task_handler(spec: TaskSpec, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    fn = spec.fn
-    if inspect.iscoroutinefunction(fn):
-
-        async def run_async(_: Any) -> Any:
-            return await fn(*args, **kwargs)
-
-        return run_async
-
-    async def run_in_thread(_: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
-    return run_in_thread
+    outcome = await _run_handler(
+        job,
+        handler,
+        timeout=timeout,
+        retries=retries,
+        retry_delay=retry_delay,
+        backoff=backoff,
+        save_result=save_result,
+        result_ttl=result_ttl,
+    )
+    engine = job.queue.db.engine
+    await engine.awrite(engine.ops.apply_outcomes, job.worker_id, [outcome])
 
 
 class Heartbeat:
@@ -131,26 +161,35 @@ class Heartbeat:
 
     Start it when the work starts (inside a running event loop) and ``cancel()`` it when
     the work ends, or use it as ``with Heartbeat(job): await work()``. Stops by itself once
-    the claim is lost (e.g. the job was cancelled).
+    the claim is lost (e.g. the job was cancelled). The write runs on the database's I/O
+    threads, never on the event loop.
     """
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.interval = max(0.5, job.queue.visibility_timeout_s / 3)
         self._loop = asyncio.get_running_loop()
-        self._handle = self._loop.call_later(self.interval, self._beat)
+        self._task: asyncio.Task[None] | None = None
+        self._handle: asyncio.TimerHandle | None = self._loop.call_later(self.interval, self._beat)
 
     def _beat(self) -> None:
+        self._task = self._loop.create_task(self._beat_async())
+
+    async def _beat_async(self) -> None:
         try:
-            held = self.job.heartbeat()
+            held = await self.job.queue.db.engine.arun(self.job.heartbeat)
         except RuntimeError:
             held = True  # transient (e.g. database busy): try again next time
-        if held:
+        if held and self._handle is not None:
             self._handle = self._loop.call_later(self.interval, self._beat)
 
     def cancel(self) -> None:
         """Stop extending the claim."""
-        self._handle.cancel()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._task is not None:
+            self._task.cancel()
 
     def __enter__(self) -> Heartbeat:
         return self
@@ -159,8 +198,222 @@ class Heartbeat:
         self.cancel()
 
 
+def _first_line(error: Any) -> str:
+    text = str(error or "")
+    return text.splitlines()[0] if text else ""
+
+
+class _Finished:
+    """A job whose outcome waits for the next flush, with what observers need to know."""
+
+    __slots__ = ("duration_s", "job", "outcome", "task_name")
+
+    def __init__(self, job: Job, outcome: Outcome, task_name: str | None, duration_s: float):
+        self.job = job
+        self.outcome = outcome
+        self.task_name = task_name
+        self.duration_s = duration_s
+
+
+class _QueueRunner:
+    """One queue of a pool: its producer, its slots, its outcome buffer and heartbeats."""
+
+    def __init__(self, pool: WorkerPool, queue: Queue) -> None:
+        self.pool = pool
+        self.queue = queue
+        self.engine: Engine = queue.db.engine
+        self.worker_id = f"honker-worker-{os.getpid()}-{queue.name}"
+        self.slots = pool.concurrency
+        self.active: dict[int, asyncio.Task[None]] = {}
+        self.finished: list[_Finished] = []
+        self.kick = asyncio.Event()
+        self.full = True  # the last claim filled every free slot: more may be waiting
+        self._flush_timer: asyncio.TimerHandle | None = None
+
+    # -- the producer ------------------------------------------------------------------
+    async def run(self) -> None:
+        sub = self.engine.subscribe()
+        beats = asyncio.create_task(self._heartbeats())
+        try:
+            await self._produce(sub)
+            await self._drain()
+        finally:
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
+            sub.close()
+
+    async def _produce(self, sub: Subscription) -> None:
+        stopping = self.pool._stopping
+        token: Any = None
+        force = True
+        next_at = 0
+        while not stopping.is_set():
+            free = self.slots - len(self.active)
+            if free > 0 or self.finished:
+                token, rows, next_at_now = await self._cycle(token, force, max(0, free))
+                if rows is not None:
+                    for row in rows:
+                        self._start(row)
+                    self.full = free > 0 and len(rows) == free
+                    next_at = 0 if self.full else next_at_now
+                force = False
+                if self.full and len(self.active) < self.slots:
+                    force = True
+                    continue
+            self.kick.clear()
+            if self.finished and self._flush_timer is None:
+                self.kick.set()
+            woke = await wait_for_work(
+                self.engine,
+                sub,
+                self.queue.name,
+                self.pool.idle_poll_s,
+                next_at,
+                stopping,
+                self.kick,
+            )
+            if not woke or (next_at > 0 and time.time() >= next_at):
+                force = True
+            if self.full:
+                force = True
+
+    async def _cycle(self, token: Any, force: bool, n: int) -> tuple[Any, list[Any] | None, int]:
+        """Flush buffered outcomes and (when anything may have changed) claim up to ``n``."""
+        finished, self.finished = self.finished, []
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        outcomes = [f.outcome for f in finished]
+        call = functools.partial(
+            _cycle_sync,
+            self.engine,
+            self.queue.name,
+            self.worker_id,
+            n,
+            self.queue.visibility_timeout_s,
+            outcomes,
+            token,
+            force,
+        )
+        fut = asyncio.ensure_future(self.engine.arun(call))
+        try:
+            new_token, applied, rows, next_at = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The transaction finishes on its thread anyway: hand back what it claimed.
+            with contextlib.suppress(Exception):
+                _, _, rows, _ = await fut
+                if rows:
+                    ids = [int(r[0]) for r in rows]
+                    await self.engine.awrite(self.engine.ops.release_claims, self.worker_id, ids)
+            raise
+        self.pool._report(self, finished, applied)
+        return new_token, rows, next_at
+
+    def _start(self, row: Any) -> None:
+        from .queue import Job
+
+        job = Job._from_claim(self.queue, row)
+        self.pool.running[job.id] = job
+        self.active[job.id] = asyncio.create_task(self._run_slot(job), name=f"honker-job-{job.id}")
+
+    async def _run_slot(self, job: Job) -> None:
+        started = time.monotonic()
+        task_name: str | None = None
+        outcome: Outcome | None = None
+        try:
+            task_name, outcome = await self.pool._execute(job)
+        except asyncio.CancelledError:
+            outcome = ("release", job.id, None, SHUTDOWN_ERROR)
+            raise
+        except (WatcherDied, DatabaseClosed):
+            raise
+        except Exception as exc:  # a custom dispatch that raised: let the claim lapse
+            log.error("job %s: dispatch raised %s: %s", job.id, type(exc).__name__, exc)
+        finally:
+            self.active.pop(job.id, None)
+            self.pool.running.pop(job.id, None)
+            if outcome is not None:
+                self._finish(_Finished(job, outcome, task_name, time.monotonic() - started))
+            elif self.full:
+                self.kick.set()
+
+    def _finish(self, finished: _Finished) -> None:
+        self.finished.append(finished)
+        if self.full or len(self.finished) >= FLUSH_MAX:
+            self.kick.set()
+        elif self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(FLUSH_INTERVAL_S, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._flush_timer = None
+        self.kick.set()
+
+    async def _drain(self) -> None:
+        """After the producer stopped: grace for running jobs, cancel the rest, last flush."""
+        pool = self.pool
+        pending = list(self.active.values())
+        if pending and pool.grace_period_s > 0:
+            _, still = await asyncio.wait(pending, timeout=pool.grace_period_s)
+            pending = list(still)
+        pool.abandoned += len(pending)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(BaseException):
+                await task
+        if self.finished:
+            with contextlib.suppress(DatabaseClosed):
+                await self._cycle(None, False, 0)
+
+    async def _heartbeats(self) -> None:
+        interval = max(0.5, self.queue.visibility_timeout_s / 3)
+        ops = self.engine.ops
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self.active)
+            if not ids:
+                continue
+            try:
+                await self.engine.awrite(
+                    ops.heartbeat_many,
+                    self.worker_id,
+                    ids,
+                    self.queue.visibility_timeout_s,
+                    quiet=True,
+                )
+            except (DatabaseClosed, WatcherDied):
+                return
+            except RuntimeError as exc:  # transient (busy): the next beat tries again
+                log.warning("heartbeat of %d job(s) failed: %s", len(ids), exc)
+
+
+def _cycle_sync(
+    engine: Engine,
+    queue: str,
+    worker_id: str,
+    n: int,
+    visibility_s: int,
+    outcomes: list[Outcome],
+    prev_token: Any,
+    force: bool,
+) -> tuple[Any, list[bool], list[Any] | None, int]:
+    """On an I/O thread: skip the claim when nothing changed since the last one."""
+    token = engine.change_token()
+    if not force and token is not None and token == prev_token:
+        n = 0
+    if n <= 0 and not outcomes:
+        return token, [], None, 0
+    quiet = all(o[0] in ("done", "dead") for o in outcomes)
+    applied, rows, next_at = engine.write(
+        engine.ops.claim_cycle, queue, worker_id, n, visibility_s, outcomes, quiet=quiet
+    )
+    return token, applied, (rows if n > 0 else None), next_at
+
+
 class WorkerPool:
-    """``concurrency`` workers per queue running registered tasks until stopped."""
+    """Runs registered tasks: one producer and ``concurrency`` execution slots per queue."""
 
     def __init__(
         self,
@@ -170,6 +423,7 @@ class WorkerPool:
         registry: TaskRegistry | None = None,
         grace_period_s: float = 30.0,
         idle_poll_s: float | None = 5.0,
+        observers: Sequence[WorkerObserver] = (),
     ) -> None:
         from .tasks import registry as global_registry
 
@@ -179,9 +433,12 @@ class WorkerPool:
         self.concurrency = max(1, int(concurrency or os.cpu_count() or 1))
         self.grace_period_s = grace_period_s
         self.idle_poll_s = idle_poll_s
-        self.running: dict[str, Job] = {}
+        self.observers: list[WorkerObserver] = list(observers)
+        self.running: dict[int, Job] = {}
         self.abandoned = 0
         self._stopping = asyncio.Event()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._custom_dispatch = type(self).dispatch is not WorkerPool.dispatch
 
     def _queues(self) -> list[str]:
         names = self.queue_names if self.queue_names is not None else sorted(self.registry.queues())
@@ -197,15 +454,18 @@ class WorkerPool:
         names = self._queues()
         stop = stop_event if stop_event is not None else asyncio.Event()
         self._stopping = asyncio.Event()
-        queues = [self.db.queue(name) for name in names]
-        tasks = [
-            asyncio.create_task(
-                self._work(q, f"honker-worker-{os.getpid()}-{q.name}-{i}"),
-                name=f"honker-worker-{q.name}-{i}",
-            )
-            for q in queues
-            for i in range(self.concurrency)
-        ]
+        runners = [_QueueRunner(self, self.db.queue(name)) for name in names]
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.concurrency * len(runners), thread_name_prefix="honker-task"
+        )
+        log.info(
+            "worker started: pid %d, queues %s, concurrency %d",
+            os.getpid(),
+            ", ".join(names),
+            self.concurrency,
+        )
+        self._notify("pool_started", self)
+        tasks = [asyncio.create_task(r.run(), name=f"honker-queue-{r.queue.name}") for r in runners]
         stop_waiter = asyncio.ensure_future(stop.wait())
         try:
             done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -214,20 +474,17 @@ class WorkerPool:
                     raise task.exception()  # type: ignore[misc]
         finally:
             stop_waiter.cancel()
-            await self._shutdown(tasks)
-
-    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
-        self._stopping.set()
-        pending = [t for t in tasks if not t.done()]
-        if pending and self.grace_period_s > 0:
-            _, pending_set = await asyncio.wait(pending, timeout=self.grace_period_s)
-            pending = list(pending_set)
-        self.abandoned += len(self.running)
-        for task in pending:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+            self._stopping.set()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._notify("pool_stopped", self)
+            log.info(
+                "worker stopped: pid %d%s",
+                os.getpid(),
+                f", {self.abandoned} job(s) handed back unfinished" if self.abandoned else "",
+            )
 
     def release_all(self) -> int:
         """Hand every running job back at once (for an immediate exit)."""
@@ -237,71 +494,49 @@ class WorkerPool:
                 released += job.queue.release(job.id, job.worker_id)
         return released
 
-    async def _next_job(self, queue: Queue, worker_id: str, sub: Any) -> Job | None:
-        while not self._stopping.is_set():
-            job = queue.claim_one(worker_id)
-            if job is not None:
-                return job
-            timeout = self.idle_poll_s
-            deadline = queue.next_claim_at()
-            if deadline > 0:
-                until = max(0.0, deadline - time.time())
-                timeout = until if timeout is None else min(timeout, until)
-            await wait_any(sub, self._stopping, None, timeout)
-        return None
+    # -- executing one job -------------------------------------------------------------
+    async def _execute(self, job: Job) -> tuple[str | None, Outcome | None]:
+        """Run one claimed job; returns its task name and the outcome to group-commit."""
+        if self._custom_dispatch:
+            await self.dispatch(job)
+            return None, None
+        return await self._run_job(job)
 
-    async def _work(self, queue: Queue, worker_id: str) -> None:
-        sub = queue.db._subscribe()
-        job: Job | None = None
-        try:
-            while not self._stopping.is_set():
-                job = await self._next_job(queue, worker_id, sub)
-                if job is None:
-                    return
-                self.running[worker_id] = job
-                try:
-                    await self.dispatch(job)
-                except (WatcherDied, DatabaseClosed):
-                    raise
-                except RuntimeError as exc:  # e.g. the database stayed locked: keep going
-                    print(f"honker worker {worker_id}: job {job.id}: {exc}", file=sys.stderr)
-                    await asyncio.sleep(1.0)
-                self.running.pop(worker_id, None)
-                job = None
-        except asyncio.CancelledError:
-            if job is not None:
-                with contextlib.suppress(RuntimeError):
-                    job.queue.release(job.id, job.worker_id)
-            raise
-        finally:
-            self.running.pop(worker_id, None)
-            sub.close()
-
-    async def dispatch(self, job: Job) -> None:
-        """Run the task a claimed job names (or dead-letter the job if it names none)."""
+    async def _run_job(self, job: Job) -> tuple[str | None, Outcome]:
         try:
             payload = job.payload
         except ValueError as exc:
-            job.fail(f"payload is not valid JSON: {exc}")
-            return
+            return None, ("dead", job.id, None, f"payload is not valid JSON: {exc}")
         envelope = payload.get(ENVELOPE_KEY) if isinstance(payload, dict) else None
         if not isinstance(envelope, dict):
-            job.fail(RAW_PAYLOAD_ERROR)
-            return
+            return None, ("dead", job.id, None, RAW_PAYLOAD_ERROR)
         name = envelope.get("task")
         spec = self.registry.get(name) if isinstance(name, str) else None
         if spec is None:
-            job.fail(f"unknown task: {name}. Registered tasks: {self.registry.names()}")
-            return
+            return None, (
+                "dead",
+                job.id,
+                None,
+                f"unknown task: {name}. Registered tasks: {self.registry.names()}",
+            )
         args = envelope.get("args") or []
         kwargs = envelope.get("kwargs") or {}
         if not isinstance(args, list) or not isinstance(kwargs, dict):
-            job.fail(f"malformed task envelope for {name}: args must be a list, kwargs an object")
-            return
-        with Heartbeat(job):
-            await run_task(
+            return name, (
+                "dead",
+                job.id,
+                None,
+                f"malformed task envelope for {name}: args must be a list, kwargs an object",
+            )
+        with contextlib.ExitStack() as stack:
+            for observer in self.observers:
+                try:
+                    stack.enter_context(observer.job_context(job, name))
+                except Exception:
+                    log.exception("observer %r failed to enter job_context", observer)
+            outcome = await _run_handler(
                 job,
-                _task_handler(spec, args, kwargs),
+                self._handler(spec, args, kwargs),
                 timeout=spec.timeout_s,
                 retries=spec.retries,
                 retry_delay=float(spec.retry_delay_s),
@@ -309,3 +544,83 @@ class WorkerPool:
                 save_result=spec.store_result,
                 result_ttl=spec.result_ttl_s,
             )
+        return name, outcome
+
+    def _handler(self, spec: TaskSpec, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        fn = spec.fn
+        if inspect.iscoroutinefunction(fn):
+
+            async def run_async(_: Any) -> Any:
+                return await fn(*args, **kwargs)
+
+            return run_async
+        executor = self._executor
+
+        async def run_in_thread(_: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            ctx = contextvars.copy_context()
+            call = functools.partial(ctx.run, fn, *args, **kwargs)
+            return await loop.run_in_executor(executor, call)
+
+        return run_in_thread
+
+    async def dispatch(self, job: Job) -> None:
+        """Run the job and record its outcome at once (override to handle jobs yourself).
+
+        The pool's own path group-commits outcomes instead; a subclass that overrides this
+        records each job's outcome itself (``job.ack()``, ``job.retry()``…).
+        """
+        _, outcome = await self._run_job(job)
+        engine = job.queue.db.engine
+        await engine.awrite(engine.ops.apply_outcomes, job.worker_id, [outcome])
+
+    # -- reporting -----------------------------------------------------------------------
+    def _report(self, runner: _QueueRunner, finished: list[_Finished], applied: list[bool]) -> None:
+        for item, ok in zip(finished, applied, strict=False):
+            kind, job_id, arg, error = item.outcome
+            job = item.job
+            name = item.task_name or "-"
+            if not ok:
+                result = "lapsed"
+                log.warning(
+                    "job %s (%s) finished but its claim had lapsed: nothing recorded",
+                    job_id,
+                    name,
+                )
+            elif kind == "done":
+                result = "done"
+                log.debug("job %s (%s) done in %.3fs", job_id, name, item.duration_s)
+            elif kind == "retry" and job.attempts < job.max_attempts:
+                result = "retried"
+                log.warning(
+                    "task %s job %s attempt %d failed, retrying in %ss: %s",
+                    name,
+                    job_id,
+                    job.attempts,
+                    arg,
+                    _first_line(error),
+                )
+            elif kind == "release":
+                result = "released"
+                log.info("job %s (%s) handed back unfinished", job_id, name)
+            else:
+                result = "dead"
+                log.error(
+                    "task %s job %s dead-lettered after %d attempt(s): %s",
+                    name,
+                    job_id,
+                    job.attempts,
+                    _first_line(error),
+                )
+            for observer in self.observers:
+                try:
+                    observer.job_finished(job, item.task_name, result, item.duration_s, error)
+                except Exception:
+                    log.exception("observer %r failed in job_finished", observer)
+
+    def _notify(self, method: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, method)(*args)
+            except Exception:
+                log.exception("observer %r failed in %s", observer, method)
