@@ -43,8 +43,11 @@ class Database:
         max_readers: int = 8,
         watcher_backend: str | None = None,
         watcher_poll_interval_ms: int | None = None,
+        *,
+        engine: Any = None,
     ) -> None:
-        engine = SqliteEngine(path, max_readers, watcher_backend, watcher_poll_interval_ms)
+        if engine is None:
+            engine = SqliteEngine(path, max_readers, watcher_backend, watcher_poll_interval_ms)
         self._engine: Engine = engine
         self.path: str = engine.path
         self._queues: dict[str, Queue] = {}
@@ -329,11 +332,24 @@ def open(
     max_readers: int = 8,
     watcher_backend: str | None = None,
     watcher_poll_interval_ms: int | None = None,
+    *,
+    schema: str | None = None,
 ) -> Database:
     """Open (or create) a honker database at ``path``.
 
     Applies the standard PRAGMAs (WAL, ``synchronous=NORMAL``, 5 s busy timeout...),
     registers ``notify()`` and the ``honker_*`` SQL functions on the writer connection and
     installs the schema. The update watcher starts lazily on the first subscription.
+
+    A ``postgresql://`` (or ``postgres://``) URL opens the same API on a PostgreSQL server
+    instead (the ``honker[postgres]`` extra; ``schema=`` picks the schema, ``max_readers``
+    bounds the connection pool): see docs/postgres.md.
     """
+    from . import postgres
+
+    if postgres.is_url(path):  # honker[postgres]: see docs/postgres.md
+        engine = postgres.engine(path, schema, max_readers, watcher_backend)
+        return Database(path, engine=engine)
+    if schema is not None:
+        raise ValueError("schema= applies only to PostgreSQL URLs (postgresql://...)")
     return Database(path, max_readers, watcher_backend, watcher_poll_interval_ms)

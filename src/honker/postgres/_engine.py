@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import logging
 import threading
@@ -30,6 +29,7 @@ from typing import Any, TypeVar
 import psycopg
 import psycopg_pool
 
+from .._engine import _IoPool
 from .._errors import CLOSED_MESSAGE, NESTED_TX_MESSAGE, DatabaseClosed
 from .._watcher import Subscription
 from . import _ops, _schema
@@ -113,9 +113,6 @@ class PostgresEngine:
         self._schema = schema
         self._local = threading.local()
         self.closed = False
-        self._io_lock = threading.Lock()
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._io_threads = max(2, min(8, int(pool_size)))
         # Connect once up front: a wrong URL or a down server fails here, at once.
         try:
             first = self._connect()
@@ -142,6 +139,7 @@ class PostgresEngine:
             name=f"honker:{self.schema}",
             timeout=self.retry_s,
         )
+        self._io = _IoPool(f"honker-io-{self.schema}")
         self._notifier = Notifier(
             self.path,
             self._connect,
@@ -274,26 +272,23 @@ class PostgresEngine:
 
     async def arun(self, fn: Callable[..., T], *args: Any) -> T:
         """Run any blocking ``fn(*args)`` that uses this engine on its I/O threads."""
+        if self.closed:
+            raise DatabaseClosed(CLOSED_MESSAGE)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._io(), functools.partial(fn, *args))
+        try:
+            return await loop.run_in_executor(self._io.get(), functools.partial(fn, *args))
+        except RuntimeError as exc:
+            if self.closed and "shutdown" in str(exc):
+                raise DatabaseClosed(CLOSED_MESSAGE) from None
+            raise
 
     async def awrite(self, fn: Callable[..., T], *args: Any, quiet: bool = False) -> T:
         """:meth:`write` on the engine's I/O threads (the event loop stays free)."""
-        return await self.arun(functools.partial(self.write, fn, quiet=quiet), *args)
+        return await self.arun(functools.partial(self.write, fn, *args, quiet=quiet))
 
     async def aread(self, fn: Callable[..., T], *args: Any) -> T:
         """:meth:`read` on the engine's I/O threads."""
-        return await self.arun(self.read, fn, *args)
-
-    def _io(self) -> concurrent.futures.ThreadPoolExecutor:
-        with self._io_lock:
-            if self.closed:
-                raise DatabaseClosed(CLOSED_MESSAGE)
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=self._io_threads, thread_name_prefix=f"honker-io-{self.schema}"
-                )
-            return self._executor
+        return await self.arun(functools.partial(self.read, fn, *args))
 
     def subscribe(self) -> Subscription:
         """A wake subscription (any commit of a non-quiet write, any process or host)."""
@@ -369,10 +364,7 @@ class PostgresEngine:
         if self.closed:
             return
         self.closed = True
-        with self._io_lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        self._io.close()
         self._notifier.close()
         self._notifier.release_files()
         self._pool.close(timeout=5.0)
