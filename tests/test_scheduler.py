@@ -15,6 +15,8 @@ import honker
 from helpers import Child
 from honker import CronSchedule, LeadershipLost, LockHeld, Scheduler, crontab, every_s
 
+pytestmark = pytest.mark.engines
+
 
 def test_schedule_factories() -> None:
     assert crontab("0 3 * * *").expr == "0 3 * * *"

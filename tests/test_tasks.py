@@ -16,6 +16,8 @@ from honker import Retryable, TaskResult, registry
 from honker.tasks import ENVELOPE_KEY, TaskSpec, load_app
 from honker.worker import WorkerPool, _compute_delay
 
+pytestmark = pytest.mark.engines
+
 
 @pytest.fixture(autouse=True)
 def clean_registry() -> Iterator[None]:

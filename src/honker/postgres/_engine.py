@@ -344,7 +344,13 @@ class PostgresEngine:
             raise translate(exc) from None
 
     def ensure_queue_schema(self) -> None:
-        """Nothing to do: ``open()`` already created the ``_honker_jobs`` view."""
+        """No schema work (``open()`` made the view); refuses inside a transaction, as SQLite
+        must, so code that runs here also runs on SQLite."""
+        if self.holds_writer():
+            raise RuntimeError(
+                "cannot construct Queue inside an open db.transaction() on the same thread "
+                "(as on SQLite): create it (db.queue(name)) before the transaction"
+            )
 
     def change_token(self) -> None:
         """Always "unknown": a server has no cheap commit counter, so callers re-read."""
