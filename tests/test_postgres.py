@@ -349,3 +349,13 @@ def test_listen_reconnects_after_server_restart(pg_server: pg.Cluster) -> None:
         sub.close()
     finally:
         db.close()
+
+
+def test_a_caught_error_aborts_the_whole_transaction(pdb: honker.Database) -> None:
+    """Where the engines differ: PostgreSQL cannot commit past a failed statement."""
+    q = pdb.queue("q")
+    with pytest.raises(RuntimeError, match="rolled back"), pdb.transaction() as tx:
+        q.enqueue({"n": 1}, tx=tx)
+        with pytest.raises(RuntimeError, match="does not exist"):
+            tx.execute("SELECT * FROM no_such_table")
+    assert q.claim_one("w") is None

@@ -46,6 +46,10 @@ KEEPALIVES: dict[str, Any] = {
     "keepalives_interval": 3,
     "keepalives_count": 3,
 }
+ABORTED_MESSAGE = (
+    "the transaction was rolled back: a statement in it failed, and PostgreSQL aborts the "
+    "whole transaction on any error (unlike SQLite, a caught error cannot be committed past)"
+)
 PLACEHOLDER_HINT = " (PostgreSQL placeholders are %s, not ?; write a literal % as %%)"
 
 
@@ -197,6 +201,9 @@ class PostgresEngine:
 
     def _commit(self, conn: Any, quiet: bool) -> None:
         """NOTIFY (unless quiet) and COMMIT; a failure here is raised, never retried."""
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            self._rollback(conn)
+            raise PostgresError(ABORTED_MESSAGE, "25P02")
         try:
             if not quiet:
                 conn.execute(self._notify_sql, (self.channel,))
