@@ -153,7 +153,7 @@ import asyncio, json, sys
 import honker
 
 async def main():
-    db = honker.open(sys.argv[1], watcher_backend=sys.argv[2])
+    db = honker.open(sys.argv[1], watcher_backend=sys.argv[2] or None)
     q = db.queue("work")
     done = []
     print("READY", flush=True)
