@@ -99,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve a live operations page for one database. Binds 127.0.0.1 by "
         "default; any other address requires --token (or HONKER_DASHBOARD_TOKEN).",
     )
-    dash.add_argument("database", metavar="DB", help="path of the SQLite database file")
+    dash.add_argument(
+        "database", metavar="DB", help="path of the SQLite database file, or a postgresql:// URL"
+    )
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     dash.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     dash.add_argument(
