@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -19,21 +21,14 @@ import pytest
 
 import honker
 import pg
-from helpers import python_env
+from helpers import Child, python_env
+from honker import TaskResult
+from honker.postgres._schema import EXPECTED_TABLES
+from honker.tasks import ENVELOPE_KEY
 
-SQLITE_TABLES = (
-    "_honker_live",
-    "_honker_dead",
-    "_honker_notifications",
-    "_honker_locks",
-    "_honker_rate_limits",
-    "_honker_scheduler_tasks",
-    "_honker_results",
-    "_honker_stream",
-    "_honker_stream_consumers",
-    "_honker_stats",
-    "_honker_scheduler_tz",
-)
+# Tables both engines have (the rest of EXPECTED_TABLES are PostgreSQL-only extras).
+PG_ONLY = {"_honker_stream_topics", "_honker_notify_channels", "_honker_schema_version"}
+SQLITE_TABLES = tuple(t for t in EXPECTED_TABLES if t not in PG_ONLY)
 
 
 @pytest.fixture
@@ -359,3 +354,43 @@ def test_a_caught_error_aborts_the_whole_transaction(pdb: honker.Database) -> No
         with pytest.raises(RuntimeError, match="does not exist"):
             tx.execute("SELECT * FROM no_such_table")
     assert q.claim_one("w") is None
+
+
+WORKER_CLI = """
+import sys
+from honker.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_worker_cli_survives_a_server_restart(
+    pg_server: pg.Cluster, children: list[Child]
+) -> None:
+    """``pg_ctl restart`` mid-run: the worker reconnects, finishes everything exactly once."""
+    url = pg_server.fresh_url()
+    env = python_env()
+    env["HONKER_TEST_DB"] = url
+    worker = Child(WORKER_CLI, "worker", "apps.taskapp:db", "--queue", "emails", env=env)
+    children.append(worker)
+    assert worker.readline().startswith("honker worker: pid=")
+    db = honker.open(url)
+    try:
+        q = db.queue("emails", visibility_timeout_s=2)
+
+        def add(a: int) -> int:
+            return q.enqueue({ENVELOPE_KEY: {"task": "add", "args": [a, 1], "kwargs": {}}})
+
+        before = [add(i) for i in range(50)]
+        assert TaskResult(db, q, before[-1]).get(timeout=30) == 50
+        pg_server.restart()
+        after = [add(i) for i in range(50, 100)]
+        for job_id, want in zip(before + after, range(1, 101), strict=True):
+            assert TaskResult(db, q, job_id).get(timeout=60) == want
+        assert db.query("SELECT count(*) AS n FROM _honker_live") == [{"n": 0}]
+        assert db.query("SELECT count(*) AS n FROM _honker_dead") == [{"n": 0}]
+        done = db.query("SELECT COALESCE(SUM(done), 0)::int AS n FROM _honker_stats")
+        assert done == [{"n": 100}]  # each job acked once
+        os.kill(worker.pid, signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        db.close()
