@@ -131,7 +131,9 @@ class PostgresEngine:
         finally:
             first.close()
         self.channel = channel_for(self.schema)
-        self._notify_sql = "SELECT pg_notify(%s, '')"
+        # NOTIFY and COMMIT in one round trip (a parameterless multi-statement string).
+        literal = "'" + self.channel.replace("'", "''") + "'"
+        self._notify_commit_sql = f"SELECT pg_notify({literal}, ''); COMMIT"
         size = max(1, int(pool_size))
         self._pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             url,
@@ -205,9 +207,7 @@ class PostgresEngine:
             self._rollback(conn)
             raise PostgresError(ABORTED_MESSAGE, "25P02")
         try:
-            if not quiet:
-                conn.execute(self._notify_sql, (self.channel,))
-            conn.execute("COMMIT")
+            conn.execute("COMMIT" if quiet else self._notify_commit_sql)
         except psycopg.Error as exc:
             self._rollback(conn)
             raise translate(exc) from None
