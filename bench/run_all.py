@@ -14,6 +14,7 @@ SCRIPTS = [
     "stream_bench.py",
     "tasks_bench.py",
     "sql_bench.py",
+    "postgres_bench.py",
 ]
 
 
