@@ -58,7 +58,8 @@ def _free_port() -> int:
 class Cluster:
     """One initdb'd, running PostgreSQL cluster in a temporary directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, listen: tuple[str, ...] = ("127.0.0.1",)) -> None:
+        self.listen = listen
         self.bin = bin_dir()
         self.as_postgres = os.geteuid() == 0
         self.root = Path(tempfile.mkdtemp(prefix="honker-pg-"))
@@ -89,7 +90,7 @@ class Cluster:
     def _options(self) -> str:
         return " ".join(
             [
-                "-c listen_addresses=127.0.0.1",
+                f"-c listen_addresses={','.join(self.listen)}",
                 f"-p {self.port}",
                 f"-k {self.sock}",
                 "-c max_connections=400",
@@ -108,6 +109,10 @@ class Cluster:
             shutil.chown(self.sock, "postgres", "postgres")
         initdb = "initdb -U postgres -A trust -E UTF8 --no-sync --locale=C"
         self._run(*initdb.split(), "-D", str(self.data))
+        if self.listen != ("127.0.0.1",):
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                for addr in self.listen:
+                    hba.write(f"host all all {addr.rsplit('.', 1)[0]}.0/24 trust\n")
         for attempt in range(5):
             self.port = _free_port()
             try:
@@ -117,7 +122,9 @@ class Cluster:
                 if attempt == 4:
                     raise
         self.running = True
-        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", DATABASE)
+        self._run(
+            "createdb", "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", DATABASE
+        )
         return self.url
 
     def _server(self, action: str, *flags: str) -> None:
@@ -142,7 +149,11 @@ class Cluster:
     @property
     def url(self) -> str:
         """URL of the test database (default schema ``public``)."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+        return self.url_at("127.0.0.1")
+
+    def url_at(self, host: str) -> str:
+        """URL of the test database through address ``host``."""
+        return f"postgresql://postgres@{host}:{self.port}/{DATABASE}"
 
     def schema_url(self, schema: str) -> str:
         """URL whose connections use ``schema`` (``options=-csearch_path=...``)."""
