@@ -103,9 +103,7 @@ def test_schema_has_the_sqlite_tables_and_columns_in_order(
             "ORDER BY ordinal_position"
         )
     ]
-    sview = [
-        d[0] for d in ref.execute("SELECT * FROM _honker_jobs LIMIT 0").description or ()
-    ]
+    sview = [d[0] for d in ref.execute("SELECT * FROM _honker_jobs LIMIT 0").description or ()]
     ref.close()
     assert view == sview
     indexes = {
@@ -363,9 +361,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_worker_cli_survives_a_server_restart(
-    pg_server: pg.Cluster, children: list[Child]
-) -> None:
+def test_worker_cli_survives_a_server_restart(pg_server: pg.Cluster, children: list[Child]) -> None:
     """``pg_ctl restart`` mid-run: the worker reconnects, finishes everything exactly once."""
     url = pg_server.fresh_url()
     env = python_env()
@@ -394,3 +390,73 @@ def test_worker_cli_survives_a_server_restart(
         assert worker.wait(timeout=30) == 0
     finally:
         db.close()
+
+
+def _migrate_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "honker", "migrate", *args],
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        timeout=60,
+    )
+
+
+def test_migrate_copies_a_sqlite_file_idempotently(url: str, tmp_path: Path) -> None:
+    path = str(tmp_path / "app.db")
+    src = honker.open(path)
+    q = src.queue("q")
+    pending = q.enqueue({"n": 1}, priority=5)
+    held = q.enqueue({"n": 2})
+    dead = q.enqueue({"n": 3})
+    gone = q.enqueue({"n": 4})
+    assert [j.id for j in q.claim_batch("w", 3)] == [pending, held, dead]
+    assert q.fail(dead, "w", "boom") and q.ack(pending, "w")  # held stays processing
+    q.enqueue({"n": 1})  # a second pending job
+    assert q.cancel(gone)
+    q.save_result(pending, {"ok": True})
+    q.save_result(held, "expired", ttl=1)
+    src.engine.write(
+        lambda c: c.execute("UPDATE _honker_results SET expires_at = 1 WHERE job_id = ?", (held,))
+    )
+    stream = src.stream("orders")
+    for i in range(3):
+        stream.publish({"i": i})
+    stream.save_offset("billing", 2)
+    honker.Scheduler(src).add(name="nightly", queue="q", schedule="0 3 * * *", tz="Europe/Paris")
+    top_id = q.enqueue("last")
+    assert q.cancel(top_id)  # SQLite never reuses this id; PostgreSQL must not either
+    src.close()
+
+    first = _migrate_cli(path, url)
+    assert first.returncode == 0, first.stderr
+    assert "jobs: 2" in first.stdout and "dead jobs: 1" in first.stdout
+    assert "stream events: 3" in first.stdout and "results: 1" in first.stdout
+
+    db = honker.open(url)
+    try:
+        pq = db.queue("q")
+        got = pq.claim_batch("w2", 10)
+        assert [(j.id, j.payload) for j in got] == [(held, {"n": 2}), (top_id - 1, {"n": 1})]
+        assert got[0].attempts == 2  # the attempt made on SQLite is kept
+        assert pq.get_result(pending) == (True, {"ok": True})
+        assert pq.get_result(held) == (False, None)
+        dead_rows = db.query("SELECT id, last_error FROM _honker_dead")
+        assert dead_rows == [{"id": dead, "last_error": "boom"}]
+        assert db.stream("orders").get_offset("billing") == 2
+        (sched,) = honker.Scheduler(db).list()
+        assert sched["name"] == "nightly" and sched["tz"] == "Europe/Paris"
+        assert pq.enqueue("new") > top_id
+        db.stream("orders").publish({"i": 3})
+        offsets = [r["offset"] for r in db.query('SELECT "offset" FROM _honker_stream')]
+        assert sorted(offsets) == [1, 2, 3, 4]
+    finally:
+        db.close()
+
+    again = _migrate_cli(path, url)
+    assert again.returncode == 2 and "already holds honker data" in again.stderr
+    forced = _migrate_cli(path, url, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "jobs: 0" in forced.stdout and "stream events: 0" in forced.stdout
+    bad = _migrate_cli(str(tmp_path / "missing.db"), url)
+    assert bad.returncode == 2 and "no database file" in bad.stderr

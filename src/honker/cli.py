@@ -110,6 +110,17 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument(
         "--read-only", action="store_true", help="show data only; disable every action"
     )
+    mig = sub.add_parser(
+        "migrate",
+        help="copy a SQLite honker file to PostgreSQL",
+        description="Copy pending and dead jobs, schedules, streams with consumer offsets and "
+        "unexpired results from a SQLite file to a PostgreSQL database (honker[postgres]). "
+        "Idempotent; refuses a target that already holds honker data unless --force.",
+    )
+    mig.add_argument("source", metavar="DB", help="path of the SQLite database file")
+    mig.add_argument("target", metavar="URL", help="postgresql:// URL of the target")
+    mig.add_argument("--schema", default=None, help="target schema (created if missing)")
+    mig.add_argument("--force", action="store_true", help="copy into a non-empty target")
     return parser
 
 
@@ -272,10 +283,31 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     return result
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from . import postgres
+
+    if not postgres.is_url(args.target):
+        raise CliError(f"the target must be a postgresql:// URL, not {args.target!r}")
+    try:
+        from .postgres._migrate import TargetNotEmpty, migrate
+
+        counts = migrate(args.source, args.target, schema=args.schema, force=args.force)
+    except (ImportError, FileNotFoundError, ValueError, TargetNotEmpty) as exc:
+        raise CliError(str(exc)) from None
+    for what, n in counts.items():
+        print(f"{what}: {n}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m honker``; returns the process exit code."""
     args = _parser().parse_args(argv)
-    handlers = {"worker": _cmd_worker, "scheduler": _cmd_scheduler, "dashboard": _cmd_dashboard}
+    handlers = {
+        "worker": _cmd_worker,
+        "scheduler": _cmd_scheduler,
+        "dashboard": _cmd_dashboard,
+        "migrate": _cmd_migrate,
+    }
     try:
         code = handlers[args.command](args)
     except CliError as exc:
