@@ -86,6 +86,18 @@ def db(db_path: str) -> Iterator[honker.Database]:
 
 
 @pytest.fixture
+def clean_registry() -> Iterator[None]:
+    """Run with an empty task registry, restored afterwards (for tests that define tasks)."""
+    from honker import registry
+
+    saved = dict(registry()._by_name)
+    registry()._by_name.clear()
+    yield
+    registry()._by_name.clear()
+    registry()._by_name.update(saved)
+
+
+@pytest.fixture
 def children() -> Iterator[list[Child]]:
     """Collects Child processes and kills any still running at teardown."""
     started: list[Child] = []

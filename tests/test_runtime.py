@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 import honker
-from helpers import Child
+from helpers import ROOT, Child
 from honker import _backends
 from honker.worker import WorkerPool
 
-pytestmark = pytest.mark.engines
+pytestmark = [pytest.mark.engines, pytest.mark.usefixtures("clean_registry")]
 
 HOLD_S = 0.5
 
@@ -217,7 +217,7 @@ def run(marker: str) -> dict:
 def test_outcome_of_a_lapsed_claim_writes_nothing(tmp_path: Path, children: list[Child]) -> None:
     db_path = str(tmp_path / "app.db")
     (tmp_path / "slowapp.py").write_text(SLOW_WORKER_APP)
-    env = dict(os.environ, APP_DB=db_path, PYTHONPATH=f"{tmp_path}{os.pathsep}src")
+    env = dict(os.environ, APP_DB=db_path, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT / 'src'}")
     db = honker.open(db_path)
     q = db.queue("slow", visibility_timeout_s=1)
     marker = str(tmp_path / "started")

@@ -6,7 +6,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,16 +17,7 @@ from honker import Retryable, TaskResult, registry
 from honker.tasks import ENVELOPE_KEY, TaskSpec, load_app
 from honker.worker import WorkerPool, _compute_delay
 
-pytestmark = pytest.mark.engines
-
-
-@pytest.fixture(autouse=True)
-def clean_registry() -> Iterator[None]:
-    saved = dict(registry()._by_name)
-    registry()._by_name.clear()
-    yield
-    registry()._by_name.clear()
-    registry()._by_name.update(saved)
+pytestmark = [pytest.mark.engines, pytest.mark.usefixtures("clean_registry")]
 
 
 async def run_until(
