@@ -42,6 +42,7 @@ class Hosts:
         self._links = {h: (f"{tag}{h}0", f"{tag}{h}1") for h in "ab"}
 
     def up(self) -> None:
+        self.down()  # leftovers of an earlier run that was killed (same pid)
         for h in "ab":
             outer, inner = self._links[h]
             _ip("netns", "add", self.ns[h])
