@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-demo
+# Peers (Huey) are installed only here, never into the dev/test venv.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-bench
 
 .PHONY: demo test lint typecheck pytest bench soak clean chromium postgresql
 
@@ -11,23 +14,33 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Two distributions: the library (honker-py, this directory) and belfry (honker-belfry,
+# apps/belfry, which depends on the library). Installed together, pip takes the library
+# from this checkout instead of looking it up on PyPI.
+APPS := apps/belfry
+
+$(STAMP): $(BIN)/python pyproject.toml $(APPS)/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e $(APPS)
 	touch $(STAMP)
 
-$(DEMO_STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[belfry]'
+$(DEMO_STAMP): $(BIN)/python pyproject.toml $(APPS)/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dashboard]' -e $(APPS)
 	touch $(DEMO_STAMP)
 
+# Leaves demo.db (gitignored) behind and ends with the command that opens it.
 demo: $(DEMO_STAMP)
-	$(BIN)/python examples/demo.py
 	$(BIN)/python examples/belfry_demo.py
+	@echo
+	$(BIN)/python examples/demo.py demo.db
+	@echo
+	@echo "Open the demo database in the dashboard (Ctrl-C stops it):"
+	@echo "  $(BIN)/python -m honker dashboard demo.db"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src $(APPS)/src
 
 # Debian's Chromium for the dashboard's browser tests (driven by Playwright with
 # executable_path=/usr/bin/chromium; never `playwright install`).
@@ -50,11 +63,16 @@ pytest: $(STAMP) chromium postgresql
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+$(BENCH_STAMP): pyproject.toml bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/run_all.py
 
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,8 @@ SCRIPTS = [
     "stream_bench.py",
     "tasks_bench.py",
     "sql_bench.py",
+    "targets.py",
+    "peers.py",
     "postgres_bench.py",
 ]
 

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import httpx
 
-SRC = Path(__file__).resolve().parent.parent / "src"
 TOPIC = "belfry-demo"
 
 
 def env_with(**extra: str) -> dict[str, str]:
+    """The environment for belfry's processes (belfry is installed: `make demo` does it)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

@@ -1,4 +1,7 @@
-"""End-to-end demo of honker on a temporary database file (run with `make demo`).
+"""End-to-end demo of honker on ./demo.db, left behind to open in the dashboard.
+
+Run with `make demo` (or `python examples/demo.py [PATH]`; PATH defaults to demo.db in the
+current directory and is recreated on every run).
 
 1. A listener in another OS process is woken by a committed notification and reports the
    measured wake latency; a notification inside a rolled-back transaction never arrives.
@@ -6,6 +9,8 @@
    `python -m honker worker` runs the task and the caller reads its result. An order that
    rolls back never produces a task.
 3. A schedule fires a job every second (leader-elected scheduler).
+4. A few stream events, a dead-lettered job and pending jobs are left in the file, so
+   `python -m honker dashboard demo.db` has something to show.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 
@@ -42,56 +46,64 @@ LISTENER = textwrap.dedent(
 )
 
 
+def fresh_database(path: str) -> honker.Database:
+    """Delete ``path`` and its WAL/SHM/journal files left by an earlier run, then open it."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    return honker.open(path)
+
+
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="honker-demo-") as tmp:
-        path = os.path.join(tmp, "app.db")
-        db = honker.open(path)
+    path = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "demo.db")
+    db = fresh_database(path)
+    with db.transaction() as tx:
+        tx.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER)")
+    print(f"database: {path}")
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", LISTENER, path], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "READY"
+    print(f"listener process {child.pid} is waiting on channel 'orders'")
+
+    # A notification whose transaction rolls back: the order and the note vanish together.
+    try:
         with db.transaction() as tx:
-            tx.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER)")
-        print(f"database: {path}")
+            tx.execute("INSERT INTO orders (id, total) VALUES (1, 500)")
+            tx.notify("orders", {"order_id": 1, "last": False})
+            raise RuntimeError("payment declined")
+    except RuntimeError as exc:
+        print(f"order 1 rolled back ({exc}): its notification is never delivered")
 
-        child = subprocess.Popen(
-            [sys.executable, "-c", LISTENER, path], stdout=subprocess.PIPE, text=True
-        )
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "READY"
-        print(f"listener process {child.pid} is waiting on channel 'orders'")
+    # Committed notifications: the listener wakes within about a millisecond.
+    latencies = []
+    for order_id in range(2, 12):
+        time.sleep(0.02)
+        last = order_id == 11
+        with db.transaction() as tx:
+            tx.execute("INSERT INTO orders (id, total) VALUES (?, ?)", [order_id, 100])
+            sent = time.monotonic()
+            tx.notify("orders", {"order_id": order_id, "sent": sent, "last": last})
+        message = json.loads(child.stdout.readline())
+        payload = message["payload"]
+        assert payload["order_id"] == order_id, payload  # order 1 never shows up
+        latencies.append((message["received"] - payload["sent"]) * 1000)
+    child.wait(timeout=10)
 
-        # A notification whose transaction rolls back: the order and the note vanish together.
-        try:
-            with db.transaction() as tx:
-                tx.execute("INSERT INTO orders (id, total) VALUES (1, 500)")
-                tx.notify("orders", {"order_id": 1, "last": False})
-                raise RuntimeError("payment declined")
-        except RuntimeError as exc:
-            print(f"order 1 rolled back ({exc}): its notification is never delivered")
-
-        # Committed notifications: the listener wakes within about a millisecond.
-        latencies = []
-        for order_id in range(2, 12):
-            time.sleep(0.02)
-            last = order_id == 11
-            with db.transaction() as tx:
-                tx.execute("INSERT INTO orders (id, total) VALUES (?, ?)", [order_id, 100])
-                sent = time.monotonic()
-                tx.notify("orders", {"order_id": order_id, "sent": sent, "last": last})
-            message = json.loads(child.stdout.readline())
-            payload = message["payload"]
-            assert payload["order_id"] == order_id, payload  # order 1 never shows up
-            latencies.append((message["received"] - payload["sent"]) * 1000)
-        child.wait(timeout=10)
-
-        latencies.sort()
-        print("listener received orders 2..11 and never order 1")
-        print(
-            f"cross-process wake latency over {len(latencies)} commits: "
-            f"min {latencies[0]:.2f} ms, median {latencies[len(latencies) // 2]:.2f} ms, "
-            f"max {latencies[-1]:.2f} ms"
-        )
-        rows = db.query("SELECT COUNT(*) AS n FROM orders")
-        print(f"orders table holds {rows[0]['n']} committed orders")
-        db.close()
-        tasks_and_schedules(path)
+    latencies.sort()
+    print("listener received orders 2..11 and never order 1")
+    print(
+        f"cross-process wake latency over {len(latencies)} commits: "
+        f"min {latencies[0]:.2f} ms, median {latencies[len(latencies) // 2]:.2f} ms, "
+        f"max {latencies[-1]:.2f} ms"
+    )
+    rows = db.query("SELECT COUNT(*) AS n FROM orders")
+    print(f"orders table holds {rows[0]['n']} committed orders")
+    db.close()
+    tasks_and_schedules(path)
+    leave_something_to_look_at(path)
     print("demo finished OK")
 
 
@@ -159,6 +171,30 @@ async def run_schedule(db: honker.Database, scheduler: honker.Scheduler) -> None
             break
     stop.set()
     await runner
+
+
+def leave_something_to_look_at(path: str) -> None:
+    """Part 4: stream events, a dead letter and pending jobs for the dashboard to show."""
+    with honker.open(path) as db:
+        events = db.stream("order-events")
+        with db.transaction() as tx:
+            for order_id in (2, 3, 100):
+                events.publish({"order_id": order_id, "event": "paid"}, key=str(order_id), tx=tx)
+        events.save_offset("mailer", 2)
+        webhooks = db.queue("webhooks", max_attempts=3)
+        for order_id in (2, 3, 100):
+            webhooks.enqueue({"url": "https://shop.example/hooks/paid", "order_id": order_id})
+        webhooks.enqueue({"url": "https://shop.example/hooks/daily"}, delay=3600)
+        job = webhooks.claim_one("demo-worker")
+        assert job is not None
+        job.fail("HTTP 410 Gone from https://shop.example/hooks/paid (endpoint removed)")
+        stats = webhooks.stats()
+        print()
+        print(
+            f"left in {os.path.basename(path)} for the dashboard: 3 events on stream "
+            f"'order-events'; queue 'webhooks' with {stats['pending']} pending, "
+            f"{stats['delayed']} delayed and {stats['dead']} dead job(s)"
+        )
 
 
 if __name__ == "__main__":

@@ -86,21 +86,19 @@ def db(db_path: str) -> Iterator[honker.Database]:
 
 
 @pytest.fixture
-def clean_registry() -> Iterator[None]:
-    """Run with an empty task registry, restored afterwards (for tests that define tasks)."""
-    from honker import registry
-
-    saved = dict(registry()._by_name)
-    registry()._by_name.clear()
-    yield
-    registry()._by_name.clear()
-    registry()._by_name.update(saved)
-
-
-@pytest.fixture
 def children() -> Iterator[list[Child]]:
     """Collects Child processes and kills any still running at teardown."""
     started: list[Child] = []
     yield started
     for child in started:
         child.kill()
+
+
+@pytest.fixture
+def clean_registry() -> Iterator[None]:
+    """An empty process-wide task registry for the test; the previous one is restored."""
+    saved = dict(honker.registry()._by_name)
+    honker.registry()._by_name.clear()
+    yield
+    honker.registry()._by_name.clear()
+    honker.registry()._by_name.update(saved)

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+BELFRY_SRC = ROOT / "apps" / "belfry" / "src"  # belfry's own distribution (honker-belfry)
 
 
 def python_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "src"), str(ROOT / "tests"), env.get("PYTHONPATH", "")]
+        [str(ROOT / "src"), str(BELFRY_SRC), str(ROOT / "tests"), env.get("PYTHONPATH", "")]
     )
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -20,6 +20,7 @@ def test_queue_stats_and_outcome_counters(db: honker.Database) -> None:
         "oldest_pending_age_s": None,
         "done_last_minute": 0,
         "dead_last_minute": 0,
+        "paused": False,
     }
     for i in range(5):
         q.enqueue(i)
@@ -97,6 +98,30 @@ def test_retry_and_discard_dead(db: honker.Database) -> None:
     assert q.retry_dead() == 1
     assert q.count_jobs("dead") == 0 and q.count_jobs("pending") == 1
     assert q.discard_dead() == 0
+
+
+def test_retry_and_discard_dead_join_a_transaction(db: honker.Database) -> None:
+    q = db.queue("q", max_attempts=1)
+    ids = [q.enqueue(i) for i in range(2)]
+    for job in q.claim_batch("w", 2):
+        job.fail("kaput")
+    with db.transaction() as tx:
+        tx.execute("CREATE TABLE audit (note TEXT NOT NULL)")
+    with pytest.raises(RuntimeError, match="roll back"):
+        with db.transaction() as tx:
+            tx.execute("INSERT INTO audit (note) VALUES ('requeued')")
+            assert q.retry_dead(ids[0], tx=tx) == 1
+            assert q.discard_dead(ids[1], tx=tx) == 1
+            raise RuntimeError("roll back")
+    # Neither the app's row nor the dead-letter changes survived the rollback.
+    assert q.count_jobs("dead") == 2 and db.query("SELECT * FROM audit") == []
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO audit (note) VALUES ('requeued')")
+        assert q.retry_dead(ids[0], tx=tx) == 1
+        assert q.discard_dead(ids[1], tx=tx) == 1
+    assert db.query("SELECT note FROM audit") == [{"note": "requeued"}]
+    assert q.count_jobs("dead") == 0 and q.count_jobs("pending") == 1
+    assert q.find_job(ids[1]) is None and q.find_job(ids[0]) is not None
 
 
 def test_streams_locks_notifications_info(db: honker.Database) -> None:

@@ -544,3 +544,30 @@ def test_outcomes_join_the_callers_transaction(db: honker.Database) -> None:
         assert q.cancel(c, tx=tx)
     assert db.query("SELECT id FROM _honker_dead") == [{"id": a}]
     assert [r["id"] for r in db.query("SELECT id FROM _honker_live")] == [b]
+
+
+def test_enqueue_many_returns_the_ids_of_its_rows(db: honker.Database) -> None:
+    q = db.queue("bulk")
+    first = q.enqueue({"before": True})
+    ids = q.enqueue_many([{"i": i} for i in range(50)], priority=3, delay=60)
+    assert ids == list(range(first + 1, first + 51))
+    rows = db.query("SELECT id, payload, priority, run_at > unixepoch() AS later FROM _honker_live")
+    by_id = {r["id"]: r for r in rows}
+    for i, job_id in enumerate(ids):
+        assert by_id[job_id]["payload"] == f'{{"i": {i}}}'
+        assert by_id[job_id]["priority"] == 3 and by_id[job_id]["later"] == 1
+    assert q.enqueue_many([]) == []
+
+
+def test_enqueue_many_is_all_or_nothing(db: honker.Database) -> None:
+    q = db.queue("bulk")
+    with pytest.raises(TypeError, match="not JSON-serializable"):
+        q.enqueue_many([{"ok": 1}, {"bad": object()}])
+    assert q.stats()["pending"] == 0
+    with pytest.raises(RuntimeError, match="boom"), db.transaction() as tx:
+        q.enqueue_many([{"i": 1}, {"i": 2}], tx=tx)
+        raise RuntimeError("boom")
+    assert q.stats()["pending"] == 0
+    with db.transaction() as tx:
+        ids = q.enqueue_many([{"i": 1}, {"i": 2}], tx=tx)
+    assert [q.get_job(i)["payload"] for i in ids] == ['{"i": 1}', '{"i": 2}']  # type: ignore[index]

@@ -336,3 +336,67 @@ def test_apply_outcomes_is_one_transaction_with_per_job_checks(db: honker.Databa
     assert q.get_result(999999) == (False, None)
     assert q.get_job(ids[2])["state"] == "pending"  # type: ignore[index]
     assert q.find_job(ids[3])["state"] == "dead"  # type: ignore[index]
+
+
+async def test_prefetched_jobs_are_held_then_handed_back_untouched_at_shutdown(
+    db: honker.Database,
+) -> None:
+    q = db.queue("prefetch")
+    release = asyncio.Event()
+    started: list[int] = []
+
+    @q.task(name="prefetch.block")
+    async def block(i: int) -> int:
+        started.append(i)
+        await release.wait()
+        return i
+
+    results = [block(i) for i in range(4)]
+    stop = asyncio.Event()
+    pool = WorkerPool(db, queues=["prefetch"], concurrency=1, prefetch=2, grace_period_s=10)
+    runner = asyncio.create_task(pool.run(stop))
+    for _ in range(500):
+        if started and q.stats()["processing"] == 3:
+            break
+        await asyncio.sleep(0.01)
+    # One running, two claimed ahead of the busy slot, the fourth still pending.
+    assert started == [0]
+    assert q.stats()["processing"] == 3 and q.stats()["pending"] == 1
+    stop.set()
+    await asyncio.sleep(0.05)
+    release.set()
+    await runner
+    assert await results[0].aget(timeout=5) == 0
+    for r in results[1:]:
+        row = q.get_job(r.id)
+        assert row is not None and row["state"] == "pending" and row["attempts"] == 0
+    assert started == [0]
+
+
+async def test_without_prefetch_a_producer_claims_only_for_free_slots(db: honker.Database) -> None:
+    q = db.queue("noprefetch")
+    release = asyncio.Event()
+
+    @q.task(name="noprefetch.block")
+    async def block() -> None:
+        await release.wait()
+
+    for _ in range(3):
+        block()
+    stop = asyncio.Event()
+    pool = WorkerPool(db, queues=["noprefetch"], concurrency=1, prefetch=0)
+    runner = asyncio.create_task(pool.run(stop))
+    for _ in range(500):
+        if q.stats()["processing"] >= 1:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert q.stats()["processing"] == 1 and q.stats()["pending"] == 2
+    release.set()
+    for _ in range(500):
+        if q.stats()["pending"] == 0 and q.stats()["processing"] == 0:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await runner
+    assert db.query("SELECT SUM(done) AS n FROM _honker_stats") == [{"n": 3}]

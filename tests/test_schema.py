@@ -94,6 +94,33 @@ EXTRA_TABLES = {
         ("name", "TEXT", 0, None, 1),
         ("tz", "TEXT", 1, None, 0),
     ],
+    "_honker_workers": [
+        ("id", "TEXT", 0, None, 1),
+        ("host", "TEXT", 1, None, 0),
+        ("pid", "INTEGER", 1, None, 0),
+        ("queues", "TEXT", 1, "'[]'", 0),
+        ("concurrency", "INTEGER", 1, "1", 0),
+        ("heartbeat_s", "REAL", 1, "5", 0),
+        ("started_at", "INTEGER", 1, "unixepoch()", 0),
+        ("last_seen", "INTEGER", 1, "unixepoch()", 0),
+        ("running", "TEXT", 1, "'[]'", 0),
+    ],
+    "_honker_job_trace": [
+        ("job_id", "INTEGER", 0, None, 1),
+        ("carrier", "TEXT", 1, None, 0),
+    ],
+    # unique jobs, paused queues
+    "_honker_unique": [
+        ("queue", "TEXT", 1, None, 1),
+        ("key", "TEXT", 1, None, 2),
+        ("job_id", "INTEGER", 1, None, 0),
+        ("window_s", "INTEGER", 1, "0", 0),
+        ("until", "INTEGER", 0, None, 0),
+    ],
+    "_honker_paused": [
+        ("queue", "TEXT", 1, None, 1),
+        ("paused_at", "INTEGER", 1, "unixepoch()", 0),
+    ],
 }
 
 EXPECTED_INDEXES = {
@@ -117,6 +144,11 @@ EXPECTED_INDEXES = {
     ),
     "_honker_notifications_recent": ("_honker_notifications", ["channel", "id"], [0, 0], None),
     "_honker_stream_topic": ("_honker_stream", ["topic", "offset"], [0, 0], None),
+    # extra index of this library (dead jobs per queue without a table scan)
+    "_honker_dead_queue": ("_honker_dead", ["queue"], [0], None),
+    # unique keys by job id (released on ack) and finished windows by expiry
+    "_honker_unique_job": ("_honker_unique", ["job_id"], [0], None),
+    "_honker_unique_until": ("_honker_unique", ["until"], [0], "until IS NOT NULL"),
 }
 
 

@@ -898,7 +898,14 @@ SHARED_TABLES = {
     "_honker_stream",
     "_honker_stream_consumers",
 }
-EXTRA_TABLES = {"_honker_stats", "_honker_scheduler_tz"}
+EXTRA_TABLES = {
+    "_honker_stats",
+    "_honker_scheduler_tz",
+    "_honker_workers",
+    "_honker_job_trace",
+    "_honker_unique",
+    "_honker_paused",
+}
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:

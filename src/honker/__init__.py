@@ -7,7 +7,7 @@ process wake within about a millisecond of the commit.
 
 from ._database import Database, open
 from ._database import Transaction as Transaction
-from ._errors import LeadershipLost, LockHeld, Retryable, UnknownTaskError
+from ._errors import LeadershipLost, LockHeld, Retryable, Snooze, UnknownTaskError
 from ._extension import EXTENSION_ENTRYPOINT, extension_info, load_extension
 from ._sqlfunctions import attach as attach
 from ._watcher import UpdateEvents as UpdateEvents
@@ -34,6 +34,7 @@ __all__ = [
     "Queue",
     "Retryable",
     "Scheduler",
+    "Snooze",
     "Stream",
     "TaskResult",
     "UnknownTaskError",

@@ -16,14 +16,19 @@ from typing import TYPE_CHECKING, Any
 from ._engine import Engine, SqliteEngine, check_params, rows_as_dicts
 from ._errors import CLOSED_MESSAGE, DatabaseClosed
 from ._json import dumps
+from ._validate import check_str
 from ._watcher import UpdateEvents
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
     from .locks import _Lock
     from .notify import Listener
     from .outbox import Outbox
     from .queue import Queue
+    from .scheduler import CronSchedule
     from .stream import Stream
+    from .tasks import PeriodicTaskOptions, TaskDecorator, TaskOptions
 
 __all__ = ["Database", "Transaction", "check_params", "open", "rows_as_dicts"]
 
@@ -122,8 +127,7 @@ class Database:
         """
         from .queue import DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT_S, Queue
 
-        if not isinstance(name, str):
-            raise TypeError(f"queue name must be a str, not {type(name).__name__}")
+        check_str(name, "queue name")
         lookup = visibility_timeout_s is _UNSET and max_attempts is _UNSET
         vt = (
             DEFAULT_VISIBILITY_TIMEOUT_S
@@ -190,11 +194,23 @@ class Database:
             return self._outboxes[name]
 
     # -- tasks ---------------------------------------------------------------------------
-    def task(self, queue: str = "default", **options: Any) -> Any:
-        """``db.queue(queue).task(**options)``: note the first argument is the queue name."""
-        return self.queue(queue).task(**options)
+    def task(
+        self,
+        queue: str = "default",
+        *,
+        name: str | None = None,
+        **options: Unpack[TaskOptions],
+    ) -> TaskDecorator:
+        """``db.queue(queue).task(name=name, **options)``: note the first argument is the
+        queue name."""
+        return self.queue(queue).task(name, **options)
 
-    def periodic_task(self, schedule: Any, queue: str = "default", **options: Any) -> Any:
+    def periodic_task(
+        self,
+        schedule: CronSchedule | str,
+        queue: str = "default",
+        **options: Unpack[PeriodicTaskOptions],
+    ) -> TaskDecorator:
         """``db.queue(queue).periodic_task(schedule, **options)``."""
         return self.queue(queue).periodic_task(schedule, **options)
 
@@ -219,8 +235,12 @@ class Database:
 
     # -- inspection ----------------------------------------------------------------------
     def queue_names(self) -> list[str]:
-        """Names of every queue with live or dead jobs (or recent activity)."""
+        """Names of every queue with live or dead jobs (or recent activity, or paused)."""
         return self._engine.read(self._engine.ops.queue_names)
+
+    def paused_queues(self) -> list[str]:
+        """Names of the paused queues (see :meth:`Queue.pause`), sorted."""
+        return self._engine.read(self._engine.ops.paused_queues)
 
     def streams_info(self) -> list[dict[str, Any]]:
         """Each stream topic with its size, and each consumer's offset and lag."""
@@ -316,8 +336,7 @@ class Transaction:
 
     def notify(self, channel: str, payload: Any) -> int:
         """Queue a notification on ``channel``; listeners see it only if this commits."""
-        if not isinstance(channel, str):
-            raise TypeError(f"channel must be a str, not {type(channel).__name__}")
+        check_str(channel, "channel")
         text = dumps(payload)
         engine = self._engine
         return int(engine.in_tx(self, engine.ops.notify, channel, text))

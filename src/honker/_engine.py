@@ -38,6 +38,7 @@ from ._errors import (
     SQLiteError,
     translate,
 )
+from ._validate import check_int64_params, check_str
 from ._watcher import Subscription, UpdateWatcher, create_watcher
 
 if TYPE_CHECKING:
@@ -74,8 +75,6 @@ BACKENDS = {
 }
 
 _SQL_TYPES = (str, int, float, bytes, bytearray, memoryview)
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 
 # Threads of an engine's I/O pool (``awrite``/``aread``). Writes serialise on the writer
 # anyway; a few threads let reads and waits for the writer overlap.
@@ -191,18 +190,13 @@ def check_params(params: Any) -> Sequence[Any]:
             raise TypeError(
                 f"SQL params must be a positional sequence, not {type(params).__name__}"
             ) from None
-    for index, value in enumerate(params):
-        if value is None:
-            continue
-        if not isinstance(value, _SQL_TYPES):
+    for value in params:
+        if value is not None and not isinstance(value, _SQL_TYPES):
             raise TypeError(
                 f"unsupported SQL parameter type: {type(value).__name__} "
                 "(use None, bool, int, float, str or bytes)"
             )
-        if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
-            raise ValueError(
-                f"SQL parameter {index + 1} must fit in a signed 64-bit integer, got {value}"
-            )
+    check_int64_params(params)
     return params  # type: ignore[no-any-return]
 
 
@@ -457,8 +451,7 @@ class SqliteEngine:
         watcher_poll_interval_ms: int | None = None,
     ) -> None:
         given, fs_path, is_uri = normalize_path(path)
-        if watcher_backend is not None and not isinstance(watcher_backend, str):
-            raise TypeError("watcher_backend must be a str or None")
+        check_str(watcher_backend, "watcher_backend", optional=True)
         if watcher_backend not in BACKENDS:
             raise ValueError(
                 f"unknown watcher backend {watcher_backend!r}; "

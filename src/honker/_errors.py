@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 
@@ -40,6 +41,28 @@ class Retryable(Exception):
     def __init__(self, message: str = "", delay_s: int = 60) -> None:
         super().__init__(message)
         self.delay_s = int(delay_s)
+
+
+class Snooze(Exception):
+    """Raised by a task to run it again after ``seconds`` without using up an attempt.
+
+    The job goes back to pending, due ``seconds`` from now (rounded up to whole seconds);
+    the attempt this run counted is given back. ``TypeError`` if ``seconds`` is not a
+    number, ``ValueError`` if it is negative or not finite. (honker for Python only.)
+    """
+
+    def __init__(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"Snooze seconds must be a number, not {type(seconds).__name__}")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"Snooze seconds must be a finite number >= 0, got {seconds!r}")
+        super().__init__(f"snoozed for {seconds}s")
+        self.seconds = seconds
+
+    @property
+    def delay_s(self) -> int:
+        """``seconds`` rounded up to the whole seconds the queue schedules in."""
+        return math.ceil(self.seconds)
 
 
 class LockHeld(Exception):

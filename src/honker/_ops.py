@@ -86,6 +86,12 @@ _ENQUEUE_SQL = (
 )
 
 
+# run_at and created_at default to unixepoch(), expires_at to NULL.
+_ENQUEUE_NOW_SQL = (
+    "INSERT INTO _honker_live (queue, payload, priority, max_attempts) VALUES (?, ?, ?, ?)"
+)
+
+
 def enqueue(
     conn: sqlite3.Connection,
     queue: str,
@@ -101,9 +107,13 @@ def enqueue(
     ``run_at`` = now + ``delay`` when a delay is given (it wins), else ``run_at``, else now.
     ``expires_at`` = now + ``expires`` when given, else never.
     """
-    cur = conn.execute(
-        _ENQUEUE_SQL, (queue, payload, run_at, delay, priority, max_attempts, expires)
-    )
+    if run_at is None and delay is None and expires is None:
+        # Due now, never expires: the columns' defaults say exactly that.
+        cur = conn.execute(_ENQUEUE_NOW_SQL, (queue, payload, priority, max_attempts))
+    else:
+        cur = conn.execute(
+            _ENQUEUE_SQL, (queue, payload, run_at, delay, priority, max_attempts, expires)
+        )
     return int(cur.lastrowid or 0)
 
 
@@ -122,6 +132,34 @@ def enqueue_many(
     return cur.rowcount
 
 
+def enqueue_batch(
+    conn: sqlite3.Connection,
+    queue: str,
+    payloads: Sequence[str],
+    run_at: int | None,
+    delay: int | None,
+    priority: int,
+    max_attempts: int,
+    expires: int | None,
+) -> list[int]:
+    """Insert one pending job per payload (same options for all); returns their ids.
+
+    One ``executemany``. The ids are consecutive: the rows are inserted by one statement
+    sequence on the single writer, into an AUTOINCREMENT key.
+    """
+    if not payloads:
+        return []
+    if run_at is None and delay is None and expires is None:
+        conn.executemany(_ENQUEUE_NOW_SQL, [(queue, p, priority, max_attempts) for p in payloads])
+    else:
+        conn.executemany(
+            _ENQUEUE_SQL,
+            [(queue, p, run_at, delay, priority, max_attempts, expires) for p in payloads],
+        )
+    last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+    return list(range(last - len(payloads) + 1, last + 1))
+
+
 # Columns a claim returns, in this order (see claim_batch).
 CLAIM_COLUMNS = (
     "id",
@@ -136,6 +174,13 @@ CLAIM_COLUMNS = (
     "created_at",
 )
 
+
+def _blob(column: str) -> str:
+    # Payloads are read as bytes: another binding may have stored text that is not valid
+    # UTF-8, which sqlite3 cannot return as str (see claim_batch).
+    return "CAST(payload AS BLOB)" if column == "payload" else column
+
+
 # The candidate walk goes through the partial claim index in claim order. Rows whose
 # attempt budget is spent are *not* filtered here: filtering them would leave them at the
 # head of the index to be walked over by every later claim. Instead the few that reach the
@@ -148,19 +193,22 @@ _CLAIM_SQL = (
     "AND ((state = 'pending' AND run_at <= unixepoch()) "
     "OR (state = 'processing' AND claim_expires_at < unixepoch())) "
     "AND (expires_at IS NULL OR expires_at > unixepoch()) "
+    "AND NOT EXISTS (SELECT 1 FROM _honker_paused WHERE queue = ?1) "
     "ORDER BY priority DESC, run_at, id LIMIT ?3) "
-    "RETURNING " + ", ".join(CLAIM_COLUMNS)
+    "RETURNING " + ", ".join(_blob(c) for c in CLAIM_COLUMNS)
 )
 
 _DEAD_INSERT = (
     "INSERT INTO _honker_dead (id, queue, payload, priority, run_at, max_attempts, attempts, "
-    "last_error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "last_error, created_at) VALUES (?, ?, CAST(? AS TEXT), ?, ?, ?, ?, ?, ?)"
 )
 _DEAD_RETURNING = (
-    "RETURNING id, queue, payload, priority, run_at, max_attempts, attempts, created_at"
+    "RETURNING id, queue, CAST(payload AS BLOB), priority, run_at, max_attempts, attempts, "
+    "created_at"
 )
 
 MAX_ATTEMPTS_EXCEEDED = "max attempts exceeded"
+BAD_UTF8_ERROR = "payload is not valid UTF-8"
 
 
 def _claim_key(row: Row) -> tuple[int, int, int]:
@@ -173,10 +221,12 @@ def claim_batch(
     """Claim up to ``n`` claimable jobs of ``queue`` in claim order; rows per CLAIM_COLUMNS.
 
     Claimable: pending and due, or processing with an expired claim; not expired; within
-    its attempt budget. A candidate whose budget is already spent is moved to
-    ``_honker_dead`` ('max attempts exceeded') instead of being handed out, and its slot is
-    refilled. Cost is one indexed ``UPDATE … RETURNING`` and does not grow with the number
-    of pending rows.
+    its attempt budget; its queue not paused (``_honker_paused``: nothing is claimed). A
+    candidate whose budget is already spent is moved to ``_honker_dead`` ('max attempts
+    exceeded') instead of being handed out, and so is one whose payload is not valid UTF-8
+    (written by another binding; 'payload is not valid UTF-8: …'); either way its slot is
+    refilled, so such rows never stall the queue. Cost is one indexed ``UPDATE …
+    RETURNING`` and does not grow with the number of pending rows.
     """
     claimed: list[Row] = []
     want = n
@@ -184,16 +234,24 @@ def claim_batch(
         rows = conn.execute(_CLAIM_SQL, (queue, worker_id, want, visibility_s)).fetchall()
         if not rows:
             break
-        exhausted = [r for r in rows if r[4] > r[8]]
+        good: list[Row] = []
+        exhausted: list[int] = []
+        for r in rows:
+            if r[4] > r[8]:
+                exhausted.append(r[0])
+                continue
+            try:
+                text = r[2].decode()
+            except UnicodeDecodeError as exc:
+                _move_ids_to_dead(conn, [r[0]], f"{BAD_UTF8_ERROR}: {exc}", attempts_delta=-1)
+                continue
+            good.append((r[0], r[1], text, *r[3:]))
+        claimed.extend(good)
+        if len(good) == len(rows):
+            break
         if exhausted:
-            ids = [r[0] for r in exhausted]
-            _move_ids_to_dead(conn, ids, MAX_ATTEMPTS_EXCEEDED, attempts_delta=-1)
-            rows = [r for r in rows if r[4] <= r[8]]
-            claimed.extend(rows)
-            want -= len(rows)
-            continue
-        claimed.extend(rows)
-        break
+            _move_ids_to_dead(conn, exhausted, MAX_ATTEMPTS_EXCEEDED, attempts_delta=-1)
+        want -= len(good)
     if len(claimed) > 1:
         claimed.sort(key=_claim_key)
     return claimed
@@ -212,6 +270,7 @@ def _move_ids_to_dead(
         conn.execute(_DEAD_INSERT, (*row[:6], row[6] + attempts_delta, error, row[7]))
         moved.append(row)
     _count_rows(conn, moved, "dead", queue_column=1)
+    unique_release(conn, [row[0] for row in moved])
     return len(moved)
 
 
@@ -222,6 +281,7 @@ def _move_to_dead(conn: sqlite3.Connection, where: str, params: Sequence[Any], e
     if rows:
         conn.executemany(_DEAD_INSERT, [(*r[:7], error, r[7]) for r in rows])
         _count_rows(conn, rows, "dead", queue_column=1)
+        unique_release(conn, [r[0] for r in rows])
     return len(rows)
 
 
@@ -281,6 +341,7 @@ def ack(conn: sqlite3.Connection, job_id: int, worker_id: str) -> bool:
     if row is None:
         return False
     count_outcome(conn, row[0], "done", 1)
+    unique_release(conn, (job_id,))
     return True
 
 
@@ -289,10 +350,11 @@ def ack_batch(conn: sqlite3.Connection, ids_json: str, worker_id: str) -> int:
     rows = conn.execute(
         "DELETE FROM _honker_live WHERE id IN (SELECT value FROM json_each(?)) "
         "AND worker_id = ? AND state = 'processing' AND claim_expires_at >= unixepoch() "
-        "RETURNING queue",
+        "RETURNING queue, id",
         (ids_json, worker_id),
     ).fetchall()
     _count_rows(conn, rows, "done")
+    unique_release(conn, [r[1] for r in rows])
     return len(rows)
 
 
@@ -331,10 +393,18 @@ def release_claim(conn: sqlite3.Connection, job_id: int, worker_id: str) -> bool
     Used by graceful shutdown for jobs that never ran (or were abandoned) so another
     worker can take them at once instead of after the visibility timeout.
     """
+    return snooze(conn, job_id, worker_id, 0)
+
+
+def snooze(conn: sqlite3.Connection, job_id: int, worker_id: str, delay_s: int) -> bool:
+    """Put a held job back to pending, due in ``delay_s`` seconds, its attempt given back.
+
+    ``raise honker.Snooze(seconds)`` in a task; :func:`release_claim` with a delay.
+    """
     cur = conn.execute(
         "UPDATE _honker_live SET state = 'pending', worker_id = NULL, claim_expires_at = NULL, "
-        f"attempts = MAX(attempts - 1, 0), run_at = unixepoch() WHERE {_HELD}",
-        (job_id, worker_id),
+        f"attempts = MAX(attempts - 1, 0), run_at = unixepoch() + ? WHERE {_HELD}",
+        (delay_s, job_id, worker_id),
     )
     return cur.rowcount > 0
 
@@ -343,6 +413,8 @@ def cancel(conn: sqlite3.Connection, job_id: int, pending_only: bool = False) ->
     """Delete a pending or processing job whoever holds it (only if pending, on request)."""
     states = "('pending')" if pending_only else "('pending', 'processing')"
     cur = conn.execute(f"DELETE FROM _honker_live WHERE id = ? AND state IN {states}", (job_id,))
+    if cur.rowcount:
+        unique_release(conn, (job_id,))
     return cur.rowcount > 0
 
 
@@ -365,11 +437,21 @@ JOB_COLUMNS = (
 def get_job(conn: sqlite3.Connection, job_id: int) -> dict[str, Any] | None:
     """The live row of ``job_id`` as a dict, or None when it is not in ``_honker_live``."""
     row = conn.execute(
-        f"SELECT {', '.join(JOB_COLUMNS)} FROM _honker_live WHERE id = ?", (job_id,)
+        f"SELECT {', '.join(_blob(c) for c in JOB_COLUMNS)} FROM _honker_live WHERE id = ?",
+        (job_id,),
     ).fetchone()
     if row is None:
         return None
-    return dict(zip(JOB_COLUMNS, row, strict=True))
+    return _job_dict(JOB_COLUMNS, row)
+
+
+def _job_dict(columns: Sequence[str], row: Row) -> dict[str, Any]:
+    """A job row (payload read as a BLOB) as a dict whose payload is text; bytes that are
+    not valid UTF-8 (another binding's) show as U+FFFD instead of failing the read."""
+    job = dict(zip(columns, row, strict=True))
+    if isinstance(job["payload"], bytes):
+        job["payload"] = job["payload"].decode("utf-8", "replace")
+    return job
 
 
 def sweep_expired(conn: sqlite3.Connection, queue: str) -> int:
@@ -388,8 +470,11 @@ def queue_next_claim_at(conn: sqlite3.Connection, queue: str) -> int:
     The smallest future ``run_at`` of a pending row, or ``claim_expires_at + 1`` of a
     processing row (reclaim needs the claim to be strictly past), among rows that are not
     expired and still have attempts left. Both are walks of a deadline index that stop at
-    the first qualifying row.
+    the first qualifying row. A paused queue has no deadline (0): resuming it is a commit,
+    which wakes its workers.
     """
+    if queue_is_paused(conn, queue):
+        return 0
     row = conn.execute(
         "SELECT MIN(t) FROM ("
         " SELECT * FROM (SELECT run_at AS t FROM _honker_live "
@@ -796,6 +881,7 @@ def scheduler_update(
 #   ("retry", job_id, delay_s, error)                   pending again (dead when spent)
 #   ("dead", job_id, None, error)                       dead-letter at once
 #   ("release", job_id, None, None)                     hand back untouched (shutdown)
+#   ("snooze", job_id, delay_s, None)                   pending after delay_s, attempt given back
 Outcome = tuple[str, int, Any, Any]
 
 
@@ -831,6 +917,7 @@ def apply_outcomes(
         if results:
             conn.executemany(_RESULT_UPSERT, results)
         _count_rows(conn, [(row[1],) for row in rows], "done")
+        unique_release(conn, [row[0] for row in rows])
     for i, (kind, job_id, arg, error) in enumerate(outcomes):
         if kind == "retry":
             applied[i] = retry(conn, job_id, worker_id, int(arg), str(error))
@@ -838,6 +925,8 @@ def apply_outcomes(
             applied[i] = fail(conn, job_id, worker_id, str(error))
         elif kind == "release":
             applied[i] = release_claim(conn, job_id, worker_id)
+        elif kind == "snooze":
+            applied[i] = snooze(conn, job_id, worker_id, int(arg))
     return applied
 
 
@@ -897,15 +986,15 @@ def tick_as_leader(
 JOB_DETAIL_COLUMNS = (*JOB_COLUMNS, "last_error", "died_at")
 
 _LIVE_DETAIL = (
-    "SELECT id, queue, payload, CASE WHEN state = 'pending' AND run_at > unixepoch() "
-    "THEN 'delayed' ELSE state END AS state, priority, run_at, worker_id, claim_expires_at, "
-    "attempts, max_attempts, created_at, expires_at, NULL AS last_error, NULL AS died_at "
-    "FROM _honker_live"
+    "SELECT id, queue, CAST(payload AS BLOB) AS payload, "
+    "CASE WHEN state = 'pending' AND run_at > unixepoch() THEN 'delayed' ELSE state END AS state, "
+    "priority, run_at, worker_id, claim_expires_at, attempts, max_attempts, created_at, "
+    "expires_at, NULL AS last_error, NULL AS died_at FROM _honker_live"
 )
 _DEAD_DETAIL = (
-    "SELECT id, queue, payload, 'dead' AS state, priority, run_at, NULL AS worker_id, "
-    "NULL AS claim_expires_at, attempts, max_attempts, created_at, NULL AS expires_at, "
-    "last_error, died_at FROM _honker_dead"
+    "SELECT id, queue, CAST(payload AS BLOB) AS payload, 'dead' AS state, priority, run_at, "
+    "NULL AS worker_id, NULL AS claim_expires_at, attempts, max_attempts, created_at, "
+    "NULL AS expires_at, last_error, died_at FROM _honker_dead"
 )
 
 JOB_STATES = ("pending", "delayed", "processing", "dead")
@@ -915,13 +1004,14 @@ def queue_names(conn: sqlite3.Connection) -> list[str]:
     """Every queue name that has live or dead jobs or recent outcome counters."""
     rows = conn.execute(
         "SELECT DISTINCT queue FROM _honker_live UNION SELECT DISTINCT queue FROM _honker_dead "
-        "UNION SELECT DISTINCT queue FROM _honker_stats ORDER BY 1"
+        "UNION SELECT DISTINCT queue FROM _honker_stats "
+        "UNION SELECT queue FROM _honker_paused ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
 
 
 def queue_stats(conn: sqlite3.Connection, queue: str) -> dict[str, int | None]:
-    """Counts by state, age of the oldest due job and outcomes in the last minute."""
+    """Counts by state, age of the oldest due job, outcomes in the last minute, paused."""
     row = conn.execute(
         "SELECT "
         " SUM(state = 'pending' AND run_at <= unixepoch()"
@@ -950,6 +1040,7 @@ def queue_stats(conn: sqlite3.Connection, queue: str) -> dict[str, int | None]:
         "oldest_pending_age_s": None if oldest is None else max(0, now - oldest),
         "done_last_minute": int(recent[0]),
         "dead_last_minute": int(recent[1]),
+        "paused": queue_is_paused(conn, queue),
     }
 
 
@@ -996,7 +1087,7 @@ def list_jobs(
     rows = conn.execute(
         f"SELECT * FROM ({sql}) ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset)
     ).fetchall()
-    return [dict(zip(JOB_DETAIL_COLUMNS, r, strict=True)) for r in rows]
+    return [_job_dict(JOB_DETAIL_COLUMNS, r) for r in rows]
 
 
 def count_jobs(conn: sqlite3.Connection, queue: str, state: str | None, search: str | None) -> int:
@@ -1010,7 +1101,7 @@ def find_job(conn: sqlite3.Connection, job_id: int) -> dict[str, Any] | None:
     for sql in (_LIVE_DETAIL, _DEAD_DETAIL):
         row = conn.execute(f"{sql} WHERE id = ?", (job_id,)).fetchone()
         if row is not None:
-            return dict(zip(JOB_DETAIL_COLUMNS, row, strict=True))
+            return _job_dict(JOB_DETAIL_COLUMNS, row)
     return None
 
 
@@ -1023,12 +1114,12 @@ def dead_requeue(conn: sqlite3.Connection, queue: str, job_id: int | None) -> in
     params: tuple[Any, ...] = (queue,) if job_id is None else (queue, job_id)
     rows = conn.execute(
         f"DELETE FROM _honker_dead WHERE {where} "
-        "RETURNING id, queue, payload, priority, max_attempts, created_at",
+        "RETURNING id, queue, CAST(payload AS BLOB), priority, max_attempts, created_at",
         params,
     ).fetchall()
     conn.executemany(
         "INSERT INTO _honker_live (id, queue, payload, priority, max_attempts, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, CAST(? AS TEXT), ?, ?, ?)",
         rows,
     )
     return len(rows)
@@ -1078,3 +1169,290 @@ def locks_info(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 def notifications_count(conn: sqlite3.Connection) -> int:
     """Rows in ``_honker_notifications`` (never pruned automatically)."""
     return int(conn.execute("SELECT COUNT(*) FROM _honker_notifications").fetchone()[0])
+
+
+# -- live workers, metrics, tracing (extra tables) --
+# _honker_workers (honker.workers), _honker_job_trace (honker.tracing) and the scrape
+# queries of honker.metrics. Every scrape query reads through an index (see the test that
+# checks EXPLAIN QUERY PLAN): no scan of _honker_live, _honker_dead or _honker_stream.
+
+WORKER_COLUMNS = (
+    "id",
+    "host",
+    "pid",
+    "queues",
+    "concurrency",
+    "heartbeat_s",
+    "started_at",
+    "last_seen",
+    "running",
+    "alive",
+)
+# A worker is gone after three missed heartbeats (and at least 2 s: times are whole seconds).
+_WORKER_ALIVE = "last_seen >= unixepoch() - MAX(3 * heartbeat_s, 2)"
+# Gone workers' rows are kept this long (to show them as gone), then pruned.
+WORKER_PRUNE_AFTER_S = 3600
+
+
+def worker_register(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    host: str,
+    pid: int,
+    queues_json: str,
+    concurrency: int,
+    heartbeat_s: float,
+) -> None:
+    """Insert (or replace) this worker's row, and prune rows of long-gone workers."""
+    conn.execute(
+        "INSERT OR REPLACE INTO _honker_workers "
+        "(id, host, pid, queues, concurrency, heartbeat_s, started_at, last_seen, running) "
+        "VALUES (?, ?, ?, ?, ?, ?, unixepoch(), unixepoch(), '[]')",
+        (worker_id, host, pid, queues_json, concurrency, heartbeat_s),
+    )
+    worker_prune(conn)
+
+
+def worker_heartbeat(conn: sqlite3.Connection, worker_id: str, running_json: str) -> bool:
+    """Refresh ``last_seen`` and the running job ids; False if the row was pruned."""
+    cur = conn.execute(
+        "UPDATE _honker_workers SET last_seen = unixepoch(), running = ? WHERE id = ?",
+        (running_json, worker_id),
+    )
+    return cur.rowcount > 0
+
+
+def worker_deregister(conn: sqlite3.Connection, worker_id: str) -> bool:
+    """Delete this worker's row (clean stop)."""
+    return conn.execute("DELETE FROM _honker_workers WHERE id = ?", (worker_id,)).rowcount > 0
+
+
+def worker_prune(conn: sqlite3.Connection, older_than_s: int = WORKER_PRUNE_AFTER_S) -> int:
+    """Delete rows of workers not seen for ``older_than_s`` seconds."""
+    return conn.execute(
+        "DELETE FROM _honker_workers WHERE last_seen < unixepoch() - ?", (older_than_s,)
+    ).rowcount
+
+
+def workers_list(conn: sqlite3.Connection, include_gone: bool) -> list[Row]:
+    """Worker rows per WORKER_COLUMNS (``alive`` computed), oldest first."""
+    where = "" if include_gone else f" WHERE {_WORKER_ALIVE}"
+    return conn.execute(
+        f"SELECT id, host, pid, queues, concurrency, heartbeat_s, started_at, last_seen, "
+        f"running, {_WORKER_ALIVE} FROM _honker_workers{where} ORDER BY started_at, id"
+    ).fetchall()
+
+
+def workers_alive_count(conn: sqlite3.Connection) -> int:
+    """Number of live workers (heartbeat seen within three intervals)."""
+    return int(
+        conn.execute(f"SELECT COUNT(*) FROM _honker_workers WHERE {_WORKER_ALIVE}").fetchone()[0]
+    )
+
+
+def job_trace_save(conn: sqlite3.Connection, job_id: int, carrier_json: str) -> None:
+    """Store the trace context of a job (same transaction as its enqueue)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO _honker_job_trace (job_id, carrier) VALUES (?, ?)",
+        (job_id, carrier_json),
+    )
+
+
+def job_trace_get(conn: sqlite3.Connection, job_id: int) -> str | None:
+    """The stored trace context of a job, or None."""
+    row = conn.execute(
+        "SELECT carrier FROM _honker_job_trace WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def job_trace_prune(conn: sqlite3.Connection, after_id: int, limit: int) -> tuple[int, int]:
+    """Delete trace rows of jobs that left ``_honker_live`` (acked, dead, cancelled) among
+    the next ``limit`` rows after job id ``after_id``.
+
+    Returns ``(deleted, next_after_id)``; ``next_after_id`` is 0 once the end is reached, so
+    repeated calls walk the table in bounded steps and wrap around.
+    """
+    rows = conn.execute(
+        "SELECT job_id, EXISTS (SELECT 1 FROM _honker_live WHERE id = job_id) "
+        "FROM _honker_job_trace WHERE job_id > ? ORDER BY job_id LIMIT ?",
+        (after_id, limit),
+    ).fetchall()
+    gone = [r[0] for r in rows if not r[1]]
+    if gone:
+        conn.executemany("DELETE FROM _honker_job_trace WHERE job_id = ?", [(i,) for i in gone])
+    next_after = rows[-1][0] if len(rows) == limit else 0
+    return len(gone), next_after
+
+
+# Scrape queries of honker.metrics: rows (queue, ...) grouped per queue.
+METRICS_PENDING_SQL = (
+    "SELECT queue, SUM(run_at <= unixepoch()), SUM(run_at > unixepoch()), "
+    "MIN(run_at), unixepoch() "
+    "FROM _honker_live INDEXED BY _honker_live_pending_deadline "
+    "WHERE state = 'pending' GROUP BY queue"
+)
+METRICS_PROCESSING_SQL = (
+    "SELECT queue, COUNT(*) FROM _honker_live INDEXED BY _honker_live_processing_deadline "
+    "WHERE state = 'processing' GROUP BY queue"
+)
+METRICS_DEAD_SQL = (
+    "SELECT queue, COUNT(*) FROM _honker_dead INDEXED BY _honker_dead_queue GROUP BY queue"
+)
+METRICS_OUTCOMES_SQL = (
+    "SELECT queue, "
+    "SUM(CASE WHEN bucket > unixepoch() - 60 THEN done ELSE 0 END), "
+    "SUM(CASE WHEN bucket > unixepoch() - 60 THEN dead ELSE 0 END), "
+    "SUM(CASE WHEN bucket > unixepoch() - 3600 THEN done ELSE 0 END), "
+    "SUM(CASE WHEN bucket > unixepoch() - 3600 THEN dead ELSE 0 END), "
+    "SUM(done), SUM(dead) "
+    "FROM _honker_stats WHERE bucket > unixepoch() - 86400 GROUP BY queue"
+)
+METRICS_CONSUMERS_SQL = (
+    'SELECT topic, name, "offset", (SELECT COUNT(*) FROM _honker_stream '
+    "WHERE _honker_stream.topic = _honker_stream_consumers.topic "
+    'AND _honker_stream."offset" > _honker_stream_consumers."offset") '
+    "FROM _honker_stream_consumers ORDER BY topic, name"
+)
+METRICS_QUERIES = (
+    METRICS_PENDING_SQL,
+    METRICS_PROCESSING_SQL,
+    METRICS_DEAD_SQL,
+    METRICS_OUTCOMES_SQL,
+    METRICS_CONSUMERS_SQL,
+)
+
+
+def metrics_snapshot(conn: sqlite3.Connection) -> dict[str, list[Row]]:
+    """Everything one metrics scrape needs, in one read transaction (a consistent view)."""
+    conn.execute("BEGIN")
+    try:
+        return {
+            "pending": conn.execute(METRICS_PENDING_SQL).fetchall(),
+            "processing": conn.execute(METRICS_PROCESSING_SQL).fetchall(),
+            "dead": conn.execute(METRICS_DEAD_SQL).fetchall(),
+            "outcomes": conn.execute(METRICS_OUTCOMES_SQL).fetchall(),
+            "consumers": conn.execute(METRICS_CONSUMERS_SQL).fetchall(),
+            "workers": [(workers_alive_count(conn),)],
+        }
+    finally:
+        conn.execute("COMMIT")
+
+
+# -- unique jobs, paused queues (extra tables _honker_unique, _honker_paused) --
+# A unique key is held, per queue, by one job while that job is in _honker_live and, when
+# it was enqueued with a window, for window_s seconds after it left (done, dead or
+# cancelled). Every path of this module that removes a job from _honker_live calls
+# unique_release in the same transaction: one indexed DELETE by job id, skipped after a
+# one-row probe when no key is held at all (the common case, kept cheap).
+
+_UNIQUE_LOOKUP = (
+    "SELECT job_id, until > unixepoch(), "
+    "EXISTS (SELECT 1 FROM _honker_live WHERE _honker_live.id = _honker_unique.job_id) "
+    "FROM _honker_unique WHERE queue = ? AND key = ?"
+)
+# The ack path's whole cost when no unique key is held: one probe of an empty table.
+_UNIQUE_ANY = "SELECT 1 FROM _honker_unique LIMIT 1"
+_UNIQUE_RELEASE_ONE = (
+    "DELETE FROM _honker_unique WHERE job_id = ? RETURNING queue, key, job_id, window_s"
+)
+_UNIQUE_RELEASE_MANY = (
+    "DELETE FROM _honker_unique WHERE job_id IN (SELECT value FROM json_each(?)) "
+    "RETURNING queue, key, job_id, window_s"
+)
+# Finished windows are deleted a few at a time by each unique enqueue (walking the
+# partial index on until), so expired rows never pile up.
+_UNIQUE_PRUNE = (
+    "DELETE FROM _honker_unique WHERE (queue, key) IN (SELECT queue, key FROM _honker_unique "
+    "WHERE until <= unixepoch() ORDER BY until LIMIT 16)"
+)
+
+
+def enqueue_unique(
+    conn: sqlite3.Connection,
+    queue: str,
+    payload: str,
+    run_at: int | None,
+    delay: int | None,
+    priority: int,
+    max_attempts: int,
+    expires: int | None,
+    unique_key: str,
+    unique_for_s: int | None,
+) -> tuple[int, bool]:
+    """:func:`enqueue` unless ``unique_key`` is held on ``queue``; ``(job id, inserted)``.
+
+    The key is held while the job that took it is pending or processing, and for
+    ``unique_for_s`` seconds after it finished (done or dead). When held, the holder's id
+    is returned and nothing is written. A key whose job left ``_honker_live`` without this
+    library seeing it (another binding acked it) is stale and is taken over. Check and
+    insert run in the caller's write transaction, so concurrent enqueues of one key (any
+    process) make exactly one job.
+    """
+    row = conn.execute(_UNIQUE_LOOKUP, (queue, unique_key)).fetchone()
+    if row is not None and (row[1] or row[2]):
+        return int(row[0]), False
+    job_id = enqueue(conn, queue, payload, run_at, delay, priority, max_attempts, expires)
+    conn.execute(
+        "INSERT OR REPLACE INTO _honker_unique (queue, key, job_id, window_s, until) "
+        "VALUES (?, ?, ?, ?, NULL)",
+        (queue, unique_key, job_id, unique_for_s or 0),
+    )
+    conn.execute(_UNIQUE_PRUNE)
+    return job_id, True
+
+
+def unique_release(conn: sqlite3.Connection, job_ids: Sequence[int]) -> None:
+    """Release the unique keys held by jobs that just left ``_honker_live``.
+
+    A key with a window stays held (by the same job id) until ``window_s`` from now.
+    """
+    if not job_ids or conn.execute(_UNIQUE_ANY).fetchone() is None:
+        return
+    if len(job_ids) == 1:
+        rows = conn.execute(_UNIQUE_RELEASE_ONE, (job_ids[0],)).fetchall()
+    else:
+        rows = conn.execute(_UNIQUE_RELEASE_MANY, (json.dumps(list(job_ids)),)).fetchall()
+    windowed = [r for r in rows if r[3] > 0]
+    if windowed:
+        conn.executemany(
+            "INSERT OR REPLACE INTO _honker_unique (queue, key, job_id, window_s, until) "
+            "VALUES (?1, ?2, ?3, ?4, unixepoch() + ?4)",
+            windowed,
+        )
+
+
+def unique_holder(conn: sqlite3.Connection, queue: str, unique_key: str) -> int | None:
+    """Id of the job currently holding ``unique_key`` on ``queue`` (live or in its
+    window), or None."""
+    row = conn.execute(_UNIQUE_LOOKUP, (queue, unique_key)).fetchone()
+    return int(row[0]) if row is not None and (row[1] or row[2]) else None
+
+
+def queue_pause(conn: sqlite3.Connection, queue: str) -> bool:
+    """Mark ``queue`` paused; True if it was not paused already."""
+    return (
+        conn.execute(
+            "INSERT INTO _honker_paused (queue) VALUES (?) ON CONFLICT(queue) DO NOTHING",
+            (queue,),
+        ).rowcount
+        > 0
+    )
+
+
+def queue_resume(conn: sqlite3.Connection, queue: str) -> bool:
+    """Unmark ``queue`` paused; True if it was paused."""
+    return conn.execute("DELETE FROM _honker_paused WHERE queue = ?", (queue,)).rowcount > 0
+
+
+def queue_is_paused(conn: sqlite3.Connection, queue: str) -> bool:
+    """Whether ``queue`` is paused (one primary-key lookup)."""
+    return (
+        conn.execute("SELECT 1 FROM _honker_paused WHERE queue = ?", (queue,)).fetchone()
+        is not None
+    )
+
+
+def paused_queues(conn: sqlite3.Connection) -> list[str]:
+    """Names of the paused queues, sorted."""
+    return [r[0] for r in conn.execute("SELECT queue FROM _honker_paused ORDER BY queue")]

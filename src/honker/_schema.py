@@ -282,3 +282,75 @@ def install_jobs_view(conn: sqlite3.Connection) -> None:
     conn.execute(JOBS_VIEW_DDL)
     for stmt in LEGACY_CLEANUP:
         conn.execute(stmt)
+
+
+# -- live workers, metrics, tracing (extra tables) --
+# Extra state of this library only (other bindings ignore it). Appended to EXTRA_DDL and
+# to the objects is_complete() expects, so bootstrap() creates them on a new file, an older
+# file gets them once (one write transaction at open), and an up-to-date file is not
+# written on open.
+OBSERVE_DDL: tuple[str, ...] = (
+    # one row per running worker process (honker.workers); pruned once long gone
+    """CREATE TABLE IF NOT EXISTS _honker_workers (
+      id TEXT PRIMARY KEY,
+      host TEXT NOT NULL,
+      pid INTEGER NOT NULL,
+      queues TEXT NOT NULL DEFAULT '[]',
+      concurrency INTEGER NOT NULL DEFAULT 1,
+      heartbeat_s REAL NOT NULL DEFAULT 5,
+      started_at INTEGER NOT NULL DEFAULT (unixepoch()),
+      last_seen INTEGER NOT NULL DEFAULT (unixepoch()),
+      running TEXT NOT NULL DEFAULT '[]'
+    )""",
+    # W3C trace context of a traced job, written with its enqueue (honker.tracing)
+    """CREATE TABLE IF NOT EXISTS _honker_job_trace (
+      job_id INTEGER PRIMARY KEY,
+      carrier TEXT NOT NULL
+    )""",
+    # dead jobs counted per queue without a table scan (metrics, dashboard); an extra
+    # index on the shared table, maintained by SQLite for every binding's writes
+    """CREATE INDEX IF NOT EXISTS _honker_dead_queue ON _honker_dead(queue)""",
+)
+
+EXTRA_DDL = (*EXTRA_DDL, *OBSERVE_DDL)
+_EXPECTED_OBJECTS = _EXPECTED_OBJECTS | {
+    "_honker_workers",
+    "_honker_job_trace",
+    "_honker_dead_queue",
+}
+
+
+# -- unique jobs, paused queues (extra tables) --
+# Extra state of this library only, added like the tables above. Another binding's ack
+# does not clean _honker_unique; a key whose job left _honker_live that way is simply
+# found stale (and reused) by the next enqueue with that key.
+QUEUE_CONTROL_DDL: tuple[str, ...] = (
+    # one row per held unique key: while its job is live (until IS NULL), then, when the
+    # key was enqueued with a window, until the window after the job's completion ends
+    """CREATE TABLE IF NOT EXISTS _honker_unique (
+      queue TEXT NOT NULL,
+      key TEXT NOT NULL,
+      job_id INTEGER NOT NULL,
+      window_s INTEGER NOT NULL DEFAULT 0,
+      until INTEGER,
+      PRIMARY KEY (queue, key)
+    ) WITHOUT ROWID""",
+    # the ack path releases keys by job id: one indexed DELETE
+    """CREATE INDEX IF NOT EXISTS _honker_unique_job ON _honker_unique(job_id)""",
+    # finished windows are pruned by expiry
+    """CREATE INDEX IF NOT EXISTS _honker_unique_until
+      ON _honker_unique(until) WHERE until IS NOT NULL""",
+    # one row per paused queue: claims of this library take nothing from it
+    """CREATE TABLE IF NOT EXISTS _honker_paused (
+      queue TEXT PRIMARY KEY,
+      paused_at INTEGER NOT NULL DEFAULT (unixepoch())
+    ) WITHOUT ROWID""",
+)
+
+EXTRA_DDL = (*EXTRA_DDL, *QUEUE_CONTROL_DDL)
+_EXPECTED_OBJECTS = _EXPECTED_OBJECTS | {
+    "_honker_unique",
+    "_honker_unique_job",
+    "_honker_unique_until",
+    "_honker_paused",
+}

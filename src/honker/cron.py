@@ -85,6 +85,8 @@ import operator
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
+from ._validate import check_str
+
 __all__ = ["CronExpr", "next_after", "next_after_unix", "parse"]
 
 #: Upper bound for ``@every`` intervals: 100 Julian years, in seconds.
@@ -402,8 +404,7 @@ def parse(expr: str) -> CronExpr:
     :class:`ValueError` (whose message quotes the expression and names the
     offending field and value) if it is invalid.
     """
-    if not isinstance(expr, str):
-        raise TypeError(f"schedule must be a str, not {type(expr).__name__}")
+    check_str(expr, "schedule")
     text = expr.strip()
     if text.startswith("@every"):
         return _parse_interval(text, text[len("@every") :])

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ._errors import InvalidArgument, LockHeld
+from ._validate import check_str
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -21,10 +22,8 @@ class _Lock:
     """Context manager for one named lock (returned, un-acquired, by ``db.lock()``)."""
 
     def __init__(self, engine: Engine, name: str, ttl: int = 60, owner: str | None = None) -> None:
-        if not isinstance(name, str):
-            raise TypeError(f"lock name must be a str, not {type(name).__name__}")
-        if owner is not None and not isinstance(owner, str):
-            raise TypeError(f"lock owner must be a str, not {type(owner).__name__}")
+        check_str(name, "lock name")
+        check_str(owner, "lock owner", optional=True)
         self._engine = engine
         self.name = name
         self.ttl = int(ttl)
@@ -73,8 +72,7 @@ class _Lock:
 
 def try_rate_limit(engine: Engine, name: str, limit: int, per: int) -> bool:
     """Count one call against ``limit`` per ``per``-second fixed window; ``False`` when full."""
-    if not isinstance(name, str):
-        raise TypeError(f"rate limit name must be a str, not {type(name).__name__}")
+    check_str(name, "rate limit name")
     limit, per = int(limit), int(per)
     if limit <= 0 or per <= 0:
         raise ValueError("limit and per must be positive")

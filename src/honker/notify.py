@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import DatabaseClosed
 from ._json import LazyPayload
+from ._validate import check_str
 
 if TYPE_CHECKING:
     from ._database import Database
@@ -58,8 +59,7 @@ class Listener:
     """
 
     def __init__(self, db: Database, channel: str, fallback_poll_s: float | None = 15.0) -> None:
-        if not isinstance(channel, str):
-            raise TypeError(f"channel must be a str, not {type(channel).__name__}")
+        check_str(channel, "channel")
         self.db = db
         self.channel = channel
         self.fallback_poll_s = fallback_poll_s

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._retry import backoff_delay
+from ._validate import check_str
 from .queue import Job, Queue
 
 log = logging.getLogger("honker.outbox")
@@ -43,8 +44,7 @@ class Outbox:
     ) -> None:
         if not callable(delivery):
             raise TypeError(f"delivery must be callable, got {type(delivery).__name__}")
-        if not isinstance(name, str):
-            raise TypeError(f"outbox name must be a str, not {type(name).__name__}")
+        check_str(name, "outbox name")
         self.db = db
         self.name = name
         self.delivery = delivery

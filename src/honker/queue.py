@@ -17,32 +17,35 @@ import json
 import time
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast, overload
 
+from . import _observe
 from ._errors import DatabaseClosed
 from ._json import LazyPayload, dumps
+from ._validate import check_id, check_int64, check_opt_id, check_str, check_unique
 from ._watcher import wait_any
 from .results import get_result, save_result, sweep_results, wait_result
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from typing import Unpack
+
     from ._database import Database, Transaction
     from ._engine import Engine
     from ._watcher import Subscription
+    from .scheduler import CronSchedule
+    from .tasks import P, PeriodicTaskOptions, R, TaskDecorator, TaskOptions, _TaskWrapper
 
 DEFAULT_VISIBILITY_TIMEOUT_S = 300
 DEFAULT_MAX_ATTEMPTS = 3
 
 
 def _check_name(name: Any, what: str = "queue name") -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"{what} must be a str, not {type(name).__name__}")
-    return name
+    return str(check_str(name, what))
 
 
 def _check_worker(worker_id: Any) -> str:
-    if not isinstance(worker_id, str):
-        raise TypeError(f"worker_id must be a str, not {type(worker_id).__name__}")
-    return worker_id
+    return str(check_str(worker_id, "worker_id"))
 
 
 class Job(LazyPayload):
@@ -158,14 +161,21 @@ class Queue:
         priority: int = 0,
         expires: float | None = None,
         max_attempts: int | None = None,
+        unique_key: str | None = None,
+        unique_for_s: float | None = None,
     ) -> int:
         """Add a job and return its id.
 
         ``delay`` (seconds from now) wins over ``run_at`` (absolute unix seconds); neither
         means claimable now. ``expires`` drops the job from claims that many seconds from
         now. With ``tx=`` the job commits or rolls back with the caller's transaction.
+
+        ``unique_key``: while a job of this queue enqueued with the same key is pending or
+        processing (and, with ``unique_for_s``, for that many seconds after it finished),
+        nothing is written and that job's id is returned. Check and insert are one atomic
+        step, in ``tx=`` too.
         """
-        args = (
+        args: tuple[Any, ...] = (
             self.name,
             dumps(payload),
             None if run_at is None else int(run_at),
@@ -174,7 +184,43 @@ class Queue:
             self.max_attempts if max_attempts is None else int(max_attempts),
             None if expires is None else int(expires),
         )
+        unique = unique_key is not None or unique_for_s is not None
+        if unique:
+            args = (*args, *check_unique(unique_key, unique_for_s))
+        if _observe.enqueue_hook is not None:  # tracing (honker.tracing) is on
+            return _observe.enqueue_hook(self, args, tx)
+        if unique:
+            job_id, _ = self._engine.in_tx(tx, self._ops.enqueue_unique, *args)
+            return int(job_id)
         return int(self._engine.in_tx(tx, self._ops.enqueue, *args))
+
+    def enqueue_many(
+        self,
+        payloads: Iterable[Any],
+        tx: Transaction | None = None,
+        run_at: float | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+        expires: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[int]:
+        """Add one job per payload, all with the same options, in one statement; their ids.
+
+        (honker for Python.) The bulk form of :meth:`enqueue`, for loading many jobs at
+        once: every payload is encoded first (a bad one raises and nothing is written), then
+        all rows are inserted with one ``executemany`` in one transaction (or in ``tx``).
+        """
+        texts = [dumps(p) for p in payloads]
+        args = (
+            self.name,
+            texts,
+            None if run_at is None else int(run_at),
+            None if delay is None else int(delay),
+            int(priority),
+            self.max_attempts if max_attempts is None else int(max_attempts),
+            None if expires is None else int(expires),
+        )
+        return cast("list[int]", self._engine.in_tx(tx, self._ops.enqueue_batch, *args))
 
     # -- claiming ----------------------------------------------------------------------
     def claim_batch(self, worker_id: str, n: int) -> list[Job]:
@@ -245,11 +291,13 @@ class Queue:
         With ``tx=`` the ack commits with the caller's writes (e.g. the job's side effects
         in the same database): exactly-once processing for work that stays in the file.
         """
-        return bool(self._engine.in_tx(tx, self._ops.ack, int(job_id), _check_worker(worker_id)))
+        return bool(
+            self._engine.in_tx(tx, self._ops.ack, check_id(job_id), _check_worker(worker_id))
+        )
 
     def ack_batch(self, job_ids: Iterable[int], worker_id: str) -> int:
         """Ack many jobs in one transaction; returns how many were really deleted."""
-        ids = [int(i) for i in job_ids]
+        ids = [check_int64(i, f"job_ids[{n}]") for n, i in enumerate(job_ids)]
         if not ids:
             return 0
         return int(
@@ -267,7 +315,12 @@ class Queue:
         """Pending again after ``delay_s`` (or dead when the budget is spent); False if lapsed."""
         return bool(
             self._engine.in_tx(
-                tx, self._ops.retry, int(job_id), _check_worker(worker_id), int(delay_s), str(error)
+                tx,
+                self._ops.retry,
+                check_id(job_id),
+                _check_worker(worker_id),
+                int(delay_s),
+                str(error),
             )
         )
 
@@ -275,7 +328,7 @@ class Queue:
         """Dead-letter a held job with ``error``; False if the claim lapsed."""
         return bool(
             self._engine.in_tx(
-                tx, self._ops.fail, int(job_id), _check_worker(worker_id), str(error)
+                tx, self._ops.fail, check_id(job_id), _check_worker(worker_id), str(error)
             )
         )
 
@@ -283,7 +336,9 @@ class Queue:
         """Extend a still-valid claim to now + ``extend_s`` (default: visibility timeout)."""
         extend = self.visibility_timeout_s if extend_s is None else int(extend_s)
         return bool(
-            self._engine.write(self._ops.heartbeat, int(job_id), _check_worker(worker_id), extend)
+            self._engine.write(
+                self._ops.heartbeat, check_id(job_id), _check_worker(worker_id), extend
+            )
         )
 
     def release(self, job_id: int, worker_id: str) -> bool:
@@ -293,7 +348,7 @@ class Queue:
         visibility timeout. ``False`` if the claim had already lapsed.
         """
         return bool(
-            self._engine.write(self._ops.release_claim, int(job_id), _check_worker(worker_id))
+            self._engine.write(self._ops.release_claim, check_id(job_id), _check_worker(worker_id))
         )
 
     def cancel(
@@ -304,11 +359,11 @@ class Queue:
         ``pending_only=True`` leaves a job that a worker already claimed alone (and returns
         ``False``), without a check-then-delete race.
         """
-        return bool(self._engine.in_tx(tx, self._ops.cancel, int(job_id), pending_only))
+        return bool(self._engine.in_tx(tx, self._ops.cancel, check_id(job_id), pending_only))
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         """The job's live row as a dict (``payload`` is the raw JSON text), or ``None``."""
-        return cast("dict[str, Any] | None", self._engine.read(self._ops.get_job, int(job_id)))
+        return cast("dict[str, Any] | None", self._engine.read(self._ops.get_job, check_id(job_id)))
 
     def sweep_expired(self) -> int:
         """Move this queue's expired pending jobs to ``_honker_dead``; returns the count."""
@@ -334,19 +389,35 @@ class Queue:
         return sweep_results(self._engine)
 
     # -- decorators --------------------------------------------------------------------
+    @overload
+    def task(
+        self, name: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> _TaskWrapper[P, R, Coroutine[Any, Any, R]]: ...
+    @overload
+    def task(self, name: Callable[P, R], /) -> _TaskWrapper[P, R, R]: ...
+    @overload
+    def task(self, name: str | None = None, **options: Unpack[TaskOptions]) -> TaskDecorator: ...
     def task(self, name: Any = None, **options: Any) -> Any:
         """Decorator: calling the function enqueues it here and returns a ``TaskResult``.
 
         Options: ``retries`` (default: the queue's max_attempts), ``retry_delay_s`` (60),
         ``backoff`` (1.0: constant delay), ``timeout_s``, ``priority``, ``expires_s``,
         ``store_result`` (True), ``result_ttl_s`` (3600). Usable bare (``@queue.task``).
+        The task keeps the function's signature for type checkers: calling it checks the
+        arguments and returns ``TaskResult[R]`` (``R`` the return type, awaited for an
+        ``async def``).
         """
         from .tasks import task_decorator
 
         return task_decorator(self, name, **options)
 
-    def periodic_task(self, schedule: Any, **options: Any) -> Any:
-        """Decorator registering a task plus a schedule that enqueues it (no arguments)."""
+    def periodic_task(
+        self, schedule: CronSchedule | str, **options: Unpack[PeriodicTaskOptions]
+    ) -> TaskDecorator:
+        """Decorator registering a task plus a schedule that enqueues it (no arguments).
+
+        Typed like :meth:`task`. Options: ``name``, ``scheduler_name``, ``expires_s``,
+        ``priority`` (0), ``store_result`` (False), ``result_ttl_s`` (3600)."""
         from .tasks import periodic_task_decorator
 
         return periodic_task_decorator(self, schedule, **options)
@@ -354,8 +425,34 @@ class Queue:
     # -- inspection and operator actions ------------------------------------------------
     def stats(self) -> dict[str, int | None]:
         """Counts for dashboards: ``pending`` (due), ``delayed``, ``expired``, ``processing``,
-        ``dead``, ``oldest_pending_age_s``, ``done_last_minute`` and ``dead_last_minute``."""
+        ``dead``, ``oldest_pending_age_s``, ``done_last_minute`` and ``dead_last_minute``,
+        and ``paused`` (a bool)."""
         return self._engine.read(self._ops.queue_stats, self.name)
+
+    # -- pause and resume (honker for Python only) -----------------------------------------
+    def pause(self) -> bool:
+        """Stop every worker (any process) claiming from this queue; pending jobs stay.
+
+        Takes effect at the workers' next wake (the pause is a commit, which wakes them);
+        jobs already running finish normally. Returns False if it was already paused.
+        Another binding's claims (e.g. the reference extension) ignore the pause.
+        """
+        return bool(self._engine.write(self._ops.queue_pause, self.name))
+
+    def resume(self) -> bool:
+        """Let workers claim from this queue again (and wake them); False if not paused."""
+        return bool(self._engine.write(self._ops.queue_resume, self.name))
+
+    def is_paused(self) -> bool:
+        """Whether this queue is paused (by any process)."""
+        return bool(self._engine.read(self._ops.queue_is_paused, self.name))
+
+    def unique_holder(self, unique_key: str) -> int | None:
+        """Id of the job holding ``unique_key`` on this queue (live, or finished within its
+        ``unique_for_s`` window), or None."""
+        key, _ = check_unique(unique_key, None)
+        holder = self._engine.read(self._ops.unique_holder, self.name, key)
+        return None if holder is None else int(holder)
 
     def list_jobs(
         self,
@@ -376,24 +473,17 @@ class Queue:
 
     def find_job(self, job_id: int) -> dict[str, Any] | None:
         """A job of this queue by id, live or dead, with its last error and timestamps."""
-        job = self._engine.read(self._ops.find_job, int(job_id))
+        job = self._engine.read(self._ops.find_job, check_id(job_id))
         return job if job is not None and job["queue"] == self.name else None
 
-    def retry_dead(self, job_id: int | None = None) -> int:
-        """Put one dead job (or all of this queue's) back to pending with a fresh budget."""
-        return int(
-            self._engine.write(
-                self._ops.dead_requeue, self.name, None if job_id is None else int(job_id)
-            )
-        )
+    def retry_dead(self, job_id: int | None = None, tx: Transaction | None = None) -> int:
+        """Put one dead job (or all of this queue's) back to pending with a fresh budget
+        (``tx=`` joins a transaction)."""
+        return int(self._engine.in_tx(tx, self._ops.dead_requeue, self.name, check_opt_id(job_id)))
 
-    def discard_dead(self, job_id: int | None = None) -> int:
-        """Delete one dead job (or all of this queue's dead jobs)."""
-        return int(
-            self._engine.write(
-                self._ops.dead_discard, self.name, None if job_id is None else int(job_id)
-            )
-        )
+    def discard_dead(self, job_id: int | None = None, tx: Transaction | None = None) -> int:
+        """Delete one dead job (or all of this queue's dead jobs); ``tx=`` joins a transaction."""
+        return int(self._engine.in_tx(tx, self._ops.dead_discard, self.name, check_opt_id(job_id)))
 
     def __repr__(self) -> str:
         return (

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._json import dumps
+from ._validate import check_id
 
 if TYPE_CHECKING:
     from ._database import Transaction
@@ -30,12 +31,12 @@ def save_result(
     """Upsert ``value`` (JSON) for ``job_id``; ``ttl`` seconds, ``None``/≤0 = never expires."""
     text = dumps(value, "result")
     ttl_s = 0 if ttl is None else int(ttl)
-    engine.in_tx(tx, engine.ops.result_save, int(job_id), text, ttl_s)
+    engine.in_tx(tx, engine.ops.result_save, check_id(job_id), text, ttl_s)
 
 
 def get_result(engine: Engine, job_id: int) -> tuple[bool, Any]:
     """``(True, value)`` if a live result is stored (value may be None), else ``(False, None)``."""
-    return _decode(engine.read(engine.ops.result_get, int(job_id)))
+    return _decode(engine.read(engine.ops.result_get, check_id(job_id)))
 
 
 def _decode(text: str | None) -> tuple[bool, Any]:
@@ -49,7 +50,7 @@ async def wait_result(engine: Engine, job_id: int, timeout: float | None = None)
 
     Raises ``TimeoutError`` (``asyncio.TimeoutError``) after ``timeout`` seconds.
     """
-    job_id = int(job_id)
+    job_id = check_id(job_id)
     sub = engine.subscribe()
     try:
         deadline = None if timeout is None else time.monotonic() + float(timeout)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import _ops, cron
 from ._errors import LeadershipLost, LockHeld
 from ._json import dumps
+from ._validate import check_str
 from ._watcher import wait_any
 
 if TYPE_CHECKING:
@@ -43,8 +44,7 @@ class CronSchedule:
     __slots__ = ("expr",)
 
     def __init__(self, expr: str) -> None:
-        if not isinstance(expr, str):
-            raise TypeError(f"schedule expression must be a str, not {type(expr).__name__}")
+        check_str(expr, "schedule expression")
         cron.next_after_unix(expr, 0)  # raises ValueError for malformed/unsatisfiable
         self.expr = expr
 
@@ -280,7 +280,6 @@ class Scheduler:
             lock = self.db.lock(self.lock_name, ttl=int(self.lock_ttl), owner=self.owner)
             if not await self._acquire(lock, sub, stop, standby):
                 return
-            log.info("scheduler became leader (lock %r, owner %s)", self.lock_name, lock.owner)
             self._lost = False
             lost = asyncio.Event()
             heartbeat = asyncio.create_task(self._heartbeat(lock, lost))
@@ -293,15 +292,15 @@ class Scheduler:
                 if not self._lost:
                     with contextlib.suppress(RuntimeError):
                         await engine.arun(lock.release)
-                    log.info("scheduler stopped leading (lock %r released)", self.lock_name)
+                    log.info("stepped down: released lock %r", self.lock_name)
             if self._lost:
                 log.warning(
-                    "scheduler lost leadership: lock %r is no longer held by %s",
+                    "lost leadership: lock %r is no longer held by %s",
                     self.lock_name,
                     lock.owner,
                 )
                 raise LeadershipLost(
-                    f"scheduler lost leadership: lock {self.lock_name!r} is no longer held "
+                    f"lost leadership: lock {self.lock_name!r} is no longer held "
                     f"by owner {lock.owner!r}"
                 )
         finally:
@@ -314,11 +313,12 @@ class Scheduler:
         announced = False
         while not stop.is_set():
             if await engine.arun(lock.acquire):
+                log.info("became leader: holding lock %r as %s", self.lock_name, lock.owner)
                 return True
             if not standby:
                 raise LockHeld(f"lock {self.lock_name!r} is already held")
             if not announced:
-                log.info("scheduler standing by: lock %r is held elsewhere", self.lock_name)
+                log.info("standing by: lock %r is held elsewhere", self.lock_name)
                 announced = True
             expires_at = await engine.aread(engine.ops.lock_expires_at, self.lock_name)
             wait = float(self.lock_ttl) if expires_at is None else expires_at - time.time()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import DatabaseClosed
 from ._json import LazyPayload, dumps
+from ._validate import check_str
 
 if TYPE_CHECKING:
     from ._database import Database, Transaction
@@ -67,30 +68,26 @@ class Stream:
     """A named durable stream (obtain with ``db.stream(name)``)."""
 
     def __init__(self, db: Database, name: str) -> None:
-        if not isinstance(name, str):
-            raise TypeError(f"stream name must be a str, not {type(name).__name__}")
+        check_str(name, "stream name")
         self.db = db
         self.name = name
         self._engine = db.engine
 
     def publish(self, payload: Any, key: str | None = None, tx: Transaction | None = None) -> None:
         """Append one event (atomic with ``tx`` when given)."""
-        if key is not None and not isinstance(key, str):
-            raise TypeError(f"stream key must be a str or None, not {type(key).__name__}")
+        check_str(key, "stream key", optional=True)
         engine = self._engine
         engine.in_tx(tx, engine.ops.stream_publish, self.name, key, dumps(payload))
 
     def save_offset(self, consumer: str, offset: int, tx: Transaction | None = None) -> None:
         """Record that ``consumer`` processed everything up to ``offset`` (never moves back)."""
-        if not isinstance(consumer, str):
-            raise TypeError(f"consumer must be a str, not {type(consumer).__name__}")
+        check_str(consumer, "consumer")
         engine = self._engine
         engine.in_tx(tx, engine.ops.stream_save_offset, consumer, self.name, int(offset))
 
     def get_offset(self, consumer: str) -> int:
         """The consumer's saved offset, 0 if it never saved one."""
-        if not isinstance(consumer, str):
-            raise TypeError(f"consumer must be a str, not {type(consumer).__name__}")
+        check_str(consumer, "consumer")
         return int(self._engine.read(self._engine.ops.stream_get_offset, consumer, self.name))
 
     def _read_since(self, offset: int, limit: int = REPLAY_BATCH) -> list[dict[str, Any]]:
@@ -130,8 +127,7 @@ class StreamSubscription:
         save_every_n: int,
         save_every_s: float,
     ) -> None:
-        if consumer is not None and not isinstance(consumer, str):
-            raise TypeError(f"consumer must be a str, not {type(consumer).__name__}")
+        check_str(consumer, "consumer", optional=True)
         self.stream = stream
         self.consumer = consumer
         self._sub = stream._engine.subscribe()

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import importlib
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypedDict, TypeVar, overload
 
 from ._errors import UnknownTaskError
 from ._json import dumps
 from ._retry import backoff_delay
+from ._validate import check_str, check_unique
 
 if TYPE_CHECKING:
     from ._database import Database, Transaction
@@ -28,8 +31,24 @@ if TYPE_CHECKING:
 
 ENVELOPE_KEY = "__honker_task__"
 
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+L_co = TypeVar("L_co", covariant=True)
+if TYPE_CHECKING:  # a default (PEP 696) for type checkers: a bare TaskResult is TaskResult[Any]
+    from typing_extensions import TypeVar as _TypeVarWithDefault
+
+    T_co = _TypeVarWithDefault("T_co", covariant=True, default=Any)
+else:
+    T_co = TypeVar("T_co", covariant=True)
+
 __all__ = [
     "ENVELOPE_KEY",
+    "AsyncTask",
+    "PeriodicTaskOptions",
+    "Task",
+    "TaskDecorator",
+    "TaskOptions",
     "TaskRegistry",
     "TaskResult",
     "TaskSpec",
@@ -57,6 +76,26 @@ class TaskSpec:
     store_result: bool = True
     result_ttl_s: float = 3600
     backoff: float = 1.0
+    unique: Callable[..., str | None] | bool | None = None
+    unique_for_s: float | None = None
+
+    def unique_key(self, args: Any, kwargs: Mapping[str, Any]) -> str | None:
+        """The unique key of a call (``None``: not unique): see ``@queue.task(unique=...)``."""
+        unique = self.unique
+        if unique is None or unique is False:
+            return None
+        if unique is True:
+            canonical = json.dumps(
+                envelope(self.name, args, kwargs), sort_keys=True, separators=(",", ":")
+            )
+            return f"{self.name}:{hashlib.sha256(canonical.encode()).hexdigest()}"
+        key = unique(*args, **kwargs)
+        if key is not None and not isinstance(key, str):
+            raise TypeError(
+                f"unique key function of task {self.name!r} must return a str or None, "
+                f"not {type(key).__name__}"
+            )
+        return key
 
     def retry_delay(self, attempts: int) -> int:
         """Delay before retrying after the ``attempts``-th failed attempt."""
@@ -134,12 +173,12 @@ def default_task_name(fn: Callable[..., Any]) -> str:
     return f"{module}.{getattr(fn, '__qualname__', getattr(fn, '__name__', 'task'))}"
 
 
-def envelope(name: str, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+def envelope(name: str, args: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The job payload for a task call (key order: task, args, kwargs)."""
     return {ENVELOPE_KEY: {"task": name, "args": list(args), "kwargs": dict(kwargs)}}
 
 
-def encode_call(name: str, args: Any, kwargs: dict[str, Any]) -> Any:
+def encode_call(name: str, args: Any, kwargs: Mapping[str, Any]) -> Any:
     """Validate that a call's arguments are JSON; ``TypeError`` naming the task otherwise."""
     payload = envelope(name, args, kwargs)
     try:
@@ -149,8 +188,15 @@ def encode_call(name: str, args: Any, kwargs: dict[str, Any]) -> Any:
     return payload
 
 
-class TaskResult:
-    """Handle on an enqueued task call: ``id``, ``get(timeout)``, ``await aget(timeout)``."""
+class TaskResult(Generic[T_co]):
+    """Handle on an enqueued task call: ``id``, ``get(timeout)``, ``await aget(timeout)``.
+
+    Generic in the task's result type: a task on ``def f(...) -> Receipt`` (or ``async def``)
+    returns ``TaskResult[Receipt]``, whose ``get()`` is typed ``Receipt``. Built by hand
+    (``TaskResult(db, queue, job_id)``), it is ``TaskResult[Any]``. The value read back is
+    the JSON round trip of what the task returned, so give tasks JSON-shaped return types
+    (``dict``, ``list``, a ``TypedDict``, ``str``, numbers...) for the type to hold.
+    """
 
     def __init__(self, db: Database, queue: Queue, job_id: int) -> None:
         self.db = db
@@ -162,11 +208,12 @@ class TaskResult:
         """The job id."""
         return self._id
 
-    async def aget(self, timeout: float | None = None) -> Any:
+    async def aget(self, timeout: float | None = None) -> T_co:
         """Wait for the stored result (needs ``store_result=True``); ``TimeoutError``."""
-        return await self.queue.wait_result(self._id, timeout)
+        value: T_co = await self.queue.wait_result(self._id, timeout)
+        return value
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None) -> T_co:
         """Blocking :meth:`aget`; must not be called from inside a running event loop."""
         try:
             asyncio.get_running_loop()
@@ -180,12 +227,18 @@ class TaskResult:
         return f"TaskResult(queue={self.queue.name!r}, id={self._id})"
 
 
-class _TaskWrapper:
-    """A decorated task: call it to enqueue, ``call_local`` to run it here and now."""
+class _TaskWrapper(Generic[P, R_co, L_co]):
+    """A decorated task: call it to enqueue, ``call_local`` to run it here and now.
+
+    Type parameters: ``P`` the function's parameters, ``R_co`` the result a worker stores
+    (``TaskResult[R_co]``), ``L_co`` what ``call_local`` returns: ``R_co`` for a plain
+    function, the coroutine for an ``async def``. Annotate with the aliases
+    :data:`Task` (``Task[P, R]``) and :data:`AsyncTask`.
+    """
 
     def __init__(self, spec: TaskSpec, queue: Queue) -> None:
         self.spec = spec
-        self.fn = spec.fn
+        self.fn: Callable[P, L_co] = spec.fn
         self.queue = queue
         functools.update_wrapper(self, spec.fn)
 
@@ -194,23 +247,30 @@ class _TaskWrapper:
         """The registered task name stored in each job's envelope."""
         return self.spec.name
 
-    def __call__(self, *args: Any, **kwargs: Any) -> TaskResult:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult[R_co]:
+        """Enqueue a call (the arguments must be JSON); see :meth:`apply_async`."""
         return self.apply_async(args, kwargs)
 
     def apply_async(
         self,
-        args: Any = (),
-        kwargs: dict[str, Any] | None = None,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
         *,
         tx: Transaction | None = None,
         delay: float | None = None,
         run_at: float | None = None,
         priority: int | None = None,
-    ) -> TaskResult:
+    ) -> TaskResult[R_co]:
         """Enqueue a call with options: ``tx=`` (commit with your writes), ``delay`` /
-        ``run_at`` (schedule it), ``priority`` (override the task's)."""
+        ``run_at`` (schedule it), ``priority`` (override the task's).
+
+        ``args`` and ``kwargs`` are not checked against the function's signature by a type
+        checker (a ``ParamSpec`` cannot type a tuple and a dict passed as values); call the
+        task directly for that, or check them at runtime with ``call_local``'s signature.
+        """
         spec = self.spec
         payload = encode_call(spec.name, args, kwargs or {})
+        key = spec.unique_key(args, kwargs or {})
         job_id = self.queue.enqueue(
             payload,
             tx=tx,
@@ -219,15 +279,69 @@ class _TaskWrapper:
             priority=spec.priority if priority is None else priority,
             expires=spec.expires_s,
             max_attempts=spec.retries,
+            unique_key=key,
+            unique_for_s=None if key is None else spec.unique_for_s,
         )
-        return TaskResult(self.queue.db, self.queue, job_id)
+        result: TaskResult[R_co] = TaskResult(self.queue.db, self.queue, job_id)
+        return result
 
-    def call_local(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the function directly in this process (no queue)."""
+    def call_local(self, *args: P.args, **kwargs: P.kwargs) -> L_co:
+        """Run the function directly in this process (no queue); for an ``async def``
+        this returns its coroutine, to await."""
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<task {self.spec.name!r} on queue {self.spec.queue_name!r}>"
+
+
+Task = _TaskWrapper[P, R, R]
+"""``Task[P, R]``: the task made from a plain ``def f(*P) -> R`` (``call_local`` → ``R``)."""
+
+AsyncTask = _TaskWrapper[P, R, Coroutine[Any, Any, R]]
+"""``AsyncTask[P, R]``: the task made from ``async def f(*P) -> R`` (``TaskResult[R]``;
+``call_local`` returns the coroutine)."""
+
+
+class TaskOptions(TypedDict, total=False):
+    """Keyword options of ``Queue.task`` / ``Database.task`` (see :func:`task_decorator`)."""
+
+    retries: int | None
+    retry_delay_s: float
+    timeout_s: float | None
+    priority: int
+    expires_s: float | None
+    store_result: bool
+    result_ttl_s: float
+    backoff: float
+    unique: Callable[..., str | None] | bool | None
+    unique_for_s: float | None
+
+
+class PeriodicTaskOptions(TypedDict, total=False):
+    """Keyword options of ``Queue.periodic_task`` / ``Database.periodic_task``."""
+
+    name: str | None
+    scheduler_name: str | None
+    expires_s: float | None
+    priority: int
+    store_result: bool
+    result_ttl_s: float
+
+
+class TaskDecorator(Protocol):
+    """What ``@queue.task(...)`` and ``@queue.periodic_task(...)`` return: a decorator that
+    keeps the function's parameters and result type (an ``async def`` → ``AsyncTask``).
+
+    Only an ``async def`` is awaited by the worker, and a type checker cannot tell it from a
+    plain ``def`` annotated to return a coroutine: such a function is typed as async too.
+    """
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> _TaskWrapper[P, R, Coroutine[Any, Any, R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> _TaskWrapper[P, R, R]: ...
 
 
 def task_decorator(
@@ -242,17 +356,27 @@ def task_decorator(
     store_result: bool = True,
     result_ttl_s: float = 3600,
     backoff: float = 1.0,
+    unique: Callable[..., str | None] | bool | None = None,
+    unique_for_s: float | None = None,
 ) -> Any:
     """Implementation of ``Queue.task``: returns a decorator (or decorates directly when
-    used bare, as ``@queue.task``)."""
+    used bare, as ``@queue.task``). ``Queue.task`` carries the precise types."""
     if callable(name):  # used as @queue.task without parentheses
         return task_decorator(queue)(name)
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"task name must be a str, not {type(name).__name__}")
+    check_str(name, "task name", optional=True)
     if backoff <= 0:
         raise ValueError("backoff must be positive")
+    if unique is not None and not isinstance(unique, bool) and not callable(unique):
+        raise TypeError(
+            "unique must be True, False, None or a key function of the call's arguments, "
+            f"not {type(unique).__name__}"
+        )
+    if unique_for_s is not None:
+        if not unique:
+            raise ValueError("unique_for_s needs unique=")
+        check_unique("-", unique_for_s)
 
-    def decorate(fn: Callable[..., Any]) -> _TaskWrapper:
+    def decorate(fn: Callable[..., Any]) -> _TaskWrapper[Any, Any, Any]:
         if not callable(fn):
             raise TypeError("@task decorates a function")
         spec = TaskSpec(
@@ -267,6 +391,8 @@ def task_decorator(
             store_result=store_result,
             result_ttl_s=result_ttl_s,
             backoff=float(backoff),
+            unique=unique,
+            unique_for_s=unique_for_s,
         )
         _registry.register(spec)
         return _TaskWrapper(spec, queue)
@@ -284,12 +410,12 @@ def periodic_task_decorator(
     priority: int = 0,
     store_result: bool = False,
     result_ttl_s: float = 3600,
-) -> Callable[[Callable[..., Any]], _TaskWrapper]:
+) -> TaskDecorator:
     """Implementation of ``Queue.periodic_task``: registers the task and upserts a schedule
     (named ``scheduler_name`` or the task name) that enqueues it with no arguments."""
     from .scheduler import Scheduler
 
-    def decorate(fn: Callable[..., Any]) -> _TaskWrapper:
+    def decorate(fn: Callable[..., Any]) -> _TaskWrapper[Any, Any, Any]:
         spec = TaskSpec(
             name=name or default_task_name(fn),
             fn=fn,

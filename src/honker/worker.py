@@ -21,6 +21,7 @@ whatever is still running after it is cancelled and its claim handed back at onc
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -33,9 +34,9 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import DatabaseClosed, Retryable, WatcherDied
+from ._errors import DatabaseClosed, Retryable, Snooze, WatcherDied
 from ._json import dumps
-from ._retry import backoff_delay
+from ._retry import backoff_delay as backoff_delay  # public: honker.worker.backoff_delay
 from .queue import wait_for_work
 from .tasks import ENVELOPE_KEY, TaskRegistry, TaskSpec
 
@@ -113,6 +114,8 @@ async def _run_handler(
         return _retry_or_dead(
             job, retries, _compute_delay(retry_delay, backoff, job.attempts), error
         )
+    except Snooze as exc:
+        return ("snooze", job.id, exc.delay_s, None)
     except Retryable as exc:
         return _retry_or_dead(job, retries, exc.delay_s, str(exc))
     except Exception as exc:
@@ -137,7 +140,8 @@ async def run_task(
     """Run ``handler(job.payload)`` and record the outcome on the job at once.
 
     Success: the result is stored (when ``save_result``) and the job acked, in one
-    transaction. ``Retryable`` retries after its ``delay_s``; a timeout or any other
+    transaction. ``Snooze(seconds)`` puts it back after ``seconds`` without using up an
+    attempt. ``Retryable`` retries after its ``delay_s``; a timeout or any other
     exception retries after ``retry_delay * backoff**(attempts-1)``, or dead-letters once
     ``retries`` attempts were made (or the row's own budget is spent). Cancellation
     propagates untouched (the visibility timeout, or the pool, hands the job back).
@@ -198,6 +202,17 @@ class Heartbeat:
         self.cancel()
 
 
+def _task_name(job: Job) -> str | None:
+    """The task a job's envelope names (``None`` for a raw or undecodable payload)."""
+    try:
+        payload = job.payload
+    except ValueError:
+        return None
+    envelope = payload.get(ENVELOPE_KEY) if isinstance(payload, dict) else None
+    name = envelope.get("task") if isinstance(envelope, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def _first_line(error: Any) -> str:
     text = str(error or "")
     return text.splitlines()[0] if text else ""
@@ -224,7 +239,9 @@ class _QueueRunner:
         self.engine: Engine = queue.db.engine
         self.worker_id = f"honker-worker-{os.getpid()}-{queue.name}"
         self.slots = pool.concurrency
+        self.capacity = pool.concurrency + pool.prefetch
         self.active: dict[int, asyncio.Task[None]] = {}
+        self.ready: collections.deque[Job] = collections.deque()
         self.finished: list[_Finished] = []
         self.kick = asyncio.Event()
         self.full = True  # the last claim filled every free slot: more may be waiting
@@ -249,16 +266,20 @@ class _QueueRunner:
         force = True
         next_at = 0
         while not stopping.is_set():
-            free = self.slots - len(self.active)
+            free = self.capacity - len(self.active) - len(self.ready)
             if free > 0 or self.finished:
                 token, rows, next_at_now = await self._cycle(token, force, max(0, free))
                 if rows is not None:
                     for row in rows:
-                        self._start(row)
+                        self._take(row)
                     self.full = free > 0 and len(rows) == free
                     next_at = 0 if self.full else next_at_now
+                    if rows:
+                        # Let the new slots start (a quick async task may finish right
+                        # away) before deciding whether to wait.
+                        await asyncio.sleep(0)
                 force = False
-                if self.full and len(self.active) < self.slots:
+                if self.full and len(self.active) + len(self.ready) < self.capacity:
                     force = True
                     continue
             self.kick.clear()
@@ -310,11 +331,18 @@ class _QueueRunner:
         self.pool._report(self, finished, applied)
         return new_token, rows, next_at
 
-    def _start(self, row: Any) -> None:
+    def _take(self, row: Any) -> None:
+        """A claimed job: run it in a free slot, or keep it ready for the next one."""
         from .queue import Job
 
         job = Job._from_claim(self.queue, row)
         self.pool.running[job.id] = job
+        if len(self.active) < self.slots:
+            self._start(job)
+        else:
+            self.ready.append(job)
+
+    def _start(self, job: Job) -> None:
         self.active[job.id] = asyncio.create_task(self._run_slot(job), name=f"honker-job-{job.id}")
 
     async def _run_slot(self, job: Job) -> None:
@@ -324,7 +352,8 @@ class _QueueRunner:
         try:
             task_name, outcome = await self.pool._execute(job)
         except asyncio.CancelledError:
-            outcome = ("release", job.id, None, SHUTDOWN_ERROR)
+            task_name = _task_name(job)
+            outcome = ("release", job.id, None, None)
             raise
         except (WatcherDied, DatabaseClosed):
             raise
@@ -333,6 +362,8 @@ class _QueueRunner:
         finally:
             self.active.pop(job.id, None)
             self.pool.running.pop(job.id, None)
+            if self.ready and not self.pool._stopping.is_set():
+                self._start(self.ready.popleft())
             if outcome is not None:
                 self._finish(_Finished(job, outcome, task_name, time.monotonic() - started))
             elif self.full:
@@ -353,6 +384,10 @@ class _QueueRunner:
     async def _drain(self) -> None:
         """After the producer stopped: grace for running jobs, cancel the rest, last flush."""
         pool = self.pool
+        while self.ready:  # claimed but never started: hand back at once
+            job = self.ready.popleft()
+            pool.running.pop(job.id, None)
+            self._finish(_Finished(job, ("release", job.id, None, None), _task_name(job), 0.0))
         pending = list(self.active.values())
         if pending and pool.grace_period_s > 0:
             _, still = await asyncio.wait(pending, timeout=pool.grace_period_s)
@@ -372,7 +407,7 @@ class _QueueRunner:
         ops = self.engine.ops
         while True:
             await asyncio.sleep(interval)
-            ids = list(self.active)
+            ids = [*self.active, *(job.id for job in self.ready)]
             if not ids:
                 continue
             try:
@@ -413,7 +448,14 @@ def _cycle_sync(
 
 
 class WorkerPool:
-    """Runs registered tasks: one producer and ``concurrency`` execution slots per queue."""
+    """Runs registered tasks: one producer and ``concurrency`` execution slots per queue.
+
+    ``prefetch`` (default: the concurrency) is how many jobs a producer may hold claimed
+    ahead of a free slot, so a slot that frees starts its next job without waiting for a
+    database round trip. Prefetched jobs are heartbeated with the running ones and handed
+    back at once on shutdown; if the process dies they become claimable again after their
+    visibility timeout, like its running jobs. ``prefetch=0`` claims only for free slots.
+    """
 
     def __init__(
         self,
@@ -424,6 +466,7 @@ class WorkerPool:
         grace_period_s: float = 30.0,
         idle_poll_s: float | None = 5.0,
         observers: Sequence[WorkerObserver] = (),
+        prefetch: int | None = None,
     ) -> None:
         from .tasks import registry as global_registry
 
@@ -431,9 +474,15 @@ class WorkerPool:
         self.registry = registry or global_registry()
         self.queue_names = sorted(set(queues)) if queues is not None else None
         self.concurrency = max(1, int(concurrency or os.cpu_count() or 1))
+        self.prefetch = self.concurrency if prefetch is None else max(0, int(prefetch))
         self.grace_period_s = grace_period_s
         self.idle_poll_s = idle_poll_s
-        self.observers: list[WorkerObserver] = list(observers)
+        from . import _observe
+
+        given = list(observers)
+        self.observers: list[WorkerObserver] = given + [
+            o for o in _observe.default_observers if o not in given
+        ]
         self.running: dict[int, Job] = {}
         self.abandoned = 0
         self._stopping = asyncio.Event()
@@ -513,7 +562,7 @@ class WorkerPool:
         name = envelope.get("task")
         spec = self.registry.get(name) if isinstance(name, str) else None
         if spec is None:
-            return None, (
+            return (name if isinstance(name, str) else None), (
                 "dead",
                 job.id,
                 None,
@@ -533,7 +582,7 @@ class WorkerPool:
                 try:
                     stack.enter_context(observer.job_context(job, name))
                 except Exception:
-                    log.exception("observer %r failed to enter job_context", observer)
+                    log.exception("observer %r failed in job_context (ignored)", observer)
             outcome = await _run_handler(
                 job,
                 self._handler(spec, args, kwargs),
@@ -578,6 +627,8 @@ class WorkerPool:
     def _report(self, runner: _QueueRunner, finished: list[_Finished], applied: list[bool]) -> None:
         for item, ok in zip(finished, applied, strict=False):
             kind, job_id, arg, error = item.outcome
+            if kind == "done":
+                error = None
             job = item.job
             name = item.task_name or "-"
             if not ok:
@@ -603,6 +654,9 @@ class WorkerPool:
             elif kind == "release":
                 result = "released"
                 log.info("job %s (%s) handed back unfinished", job_id, name)
+            elif kind == "snooze":
+                result = "snoozed"
+                log.debug("job %s (%s) snoozed for %ss", job_id, name, arg)
             else:
                 result = "dead"
                 log.error(
@@ -616,11 +670,11 @@ class WorkerPool:
                 try:
                     observer.job_finished(job, item.task_name, result, item.duration_s, error)
                 except Exception:
-                    log.exception("observer %r failed in job_finished", observer)
+                    log.exception("observer %r failed in job_finished (ignored)", observer)
 
     def _notify(self, method: str, *args: Any) -> None:
         for observer in self.observers:
             try:
                 getattr(observer, method)(*args)
             except Exception:
-                log.exception("observer %r failed in %s", observer, method)
+                log.exception("observer %r failed in %s (ignored)", observer, method)

@@ -183,3 +183,62 @@ def test_serve_refuses_non_loopback_without_a_token(tmp_path: Any) -> None:
     out = run_belfry("serve", "--host", "0.0.0.0", "--port", "0", env=env)
     assert out.returncode == 1
     assert "refusing to listen on 0.0.0.0 without a token" in out.stderr
+
+
+HUGE_IDS = ["99999999999999999999999", "9223372036854775808", "-9223372036854775809"]
+
+
+@pytest.mark.parametrize("rid", HUGE_IDS)
+def test_ids_sqlite_cannot_hold_are_404s(api: Api, rid: str) -> None:
+    calls = [
+        ("GET", f"/reminders/{rid}", None),
+        ("PATCH", f"/reminders/{rid}", {"title": "t"}),
+        ("DELETE", f"/reminders/{rid}", None),
+        ("POST", f"/reminders/{rid}/pause", None),
+        ("POST", f"/reminders/{rid}/resume", None),
+        ("POST", f"/reminders/{rid}/snooze", {"for": "5m"}),
+        ("POST", f"/reminders/{rid}/send", None),
+        ("POST", f"/reminders/{rid}/retry", None),
+        ("GET", f"/reminders/{rid}/deliveries", None),
+    ]
+    for method, path, body in calls:
+        response = api.http.request(method, path, json=body)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json() == {"detail": f"reminder {rid} not found"}
+    assert api.http.get("/reminders/9223372036854775807").status_code == 404  # largest: fine
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"priority": True}, "priority", "must be 1-5 or one of min, low, default, high, max"),
+        ({"priority": False}, "priority", "(got False)"),
+        ({"priority": 4.0}, "priority", "(got 4.0)"),
+        ({"message": True}, "message", "valid string"),
+        ({"message": 5}, "message", "valid string"),
+        ({"tags": [True]}, "tags.0", "valid string"),
+        ({"title": 1}, "title", "valid string"),
+    ],
+)
+def test_wrong_json_types_are_422_not_coerced(
+    api: Api, body: dict[str, Any], field: str, words: str
+) -> None:
+    before = api.http.get("/reminders").json()
+    response = api.http.post("/reminders", json={"message": "x", "every": "1h", **body})
+    assert response.status_code == 422, response.text
+    assert any(e["field"] == field and words in e["message"] for e in response.json()["errors"])
+    assert api.http.get("/reminders").json() == before  # nothing was created
+    r = create(api, message="strict", every="1h", priority=2)
+    patched = api.http.patch(f"/reminders/{r['id']}", json=body)
+    assert patched.status_code == 422, patched.text
+    assert api.http.get(f"/reminders/{r['id']}").json() == r  # nothing changed
+    snooze = api.http.post(f"/reminders/{r['id']}/snooze", json={"for": 600})
+    assert snooze.status_code == 422
+
+
+def test_cli_with_url_reports_huge_ids_in_one_line(api: Api) -> None:
+    env = belfry_env("/nonexistent/never-used.db", BELFRY_URL=api.url, BELFRY_TOKEN=TOKEN)
+    for command in ("show", "delete"):
+        out = run_belfry(command, HUGE_IDS[0], env=env)
+        assert out.returncode == 1
+        assert out.stderr == f"belfry: error: reminder {HUGE_IDS[0]} not found\n"

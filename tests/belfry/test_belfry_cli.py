@@ -87,3 +87,18 @@ def test_console_entry_point_runs(tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stdout.startswith("belfry ")
     out = run_belfry(env=env)
     assert out.returncode == 2 and "COMMAND" in out.stderr
+
+
+@pytest.mark.parametrize("rid", ["99999999999999999999999", "9223372036854775808"])
+def test_ids_sqlite_cannot_hold_are_one_line_errors(
+    db: str, capsys: pytest.CaptureFixture[str], rid: str
+) -> None:
+    assert run(capsys, "add", "stretch", "--every", "45m")[0] == 0
+    for command in ("show", "delete", "pause", "resume", "send", "retry"):
+        code, out, err = run(capsys, command, rid)
+        assert (code, out) == (1, ""), (command, err)
+        assert err == f"belfry: error: reminder {rid} not found\n"
+    code, _, err = run(capsys, "edit", rid, "--title", "t")
+    assert code == 1 and err == f"belfry: error: reminder {rid} not found\n"
+    code, _, err = run(capsys, "snooze", rid, "10m")
+    assert code == 1 and err == f"belfry: error: reminder {rid} not found\n"

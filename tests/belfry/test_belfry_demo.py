@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from helpers import ROOT, python_env
 
 
 def test_belfry_demo(tmp_path: Path) -> None:
-    started = time.monotonic()
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "belfry_demo.py")],
         cwd=tmp_path,
@@ -24,4 +22,3 @@ def test_belfry_demo(tmp_path: Path) -> None:
     assert '"title": "Kettle", "message": "Tea is ready"' in out.stdout
     assert out.stdout.count('"message": "stretch"') >= 2
     assert "belfry demo finished OK" in out.stdout
-    assert time.monotonic() - started < 15

@@ -4,7 +4,7 @@ one delivery attempt at a time against a fake ntfy server (retry, dead letter, s
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,7 +13,7 @@ import pytest
 
 import honker
 from belfry.config import Settings
-from belfry.delivery import Deliverer, backoff_delay, ntfy_config
+from belfry.delivery import Deliverer, ntfy_config, retry_delay
 from belfry.errors import Conflict, InvalidInput, NotFound
 from belfry.fake_ntfy import Access, FakeNtfy, FakeNtfyServer, Fault
 from belfry.ntfy import NtfyPublisher
@@ -205,19 +205,95 @@ def test_delete_removes_everything(belfry: Belfry) -> None:
         belfry.delete(once["id"])
 
 
-def test_reconcile_repairs_schedules(belfry: Belfry) -> None:
-    a = belfry.add({"message": "a", "every": "1h"})
-    b = belfry.add({"message": "b", "every": "1h"})
-    belfry.scheduler.remove(schedule_name(a["id"]))  # as if we crashed before registering
-    belfry.scheduler.add(name=schedule_name(99), queue=QUEUE, schedule="@every 5s")  # orphan
-    with belfry.db.transaction() as tx:  # as if we crashed between the row and the pause
-        tx.execute("UPDATE belfry_reminders SET state = 'paused' WHERE id = ?", [b["id"]])
-    fixed = belfry.reconcile()
-    assert len(fixed) == 3, fixed
-    names = {s["name"]: s for s in belfry.scheduler.list()}
-    assert set(names) == {schedule_name(a["id"]), schedule_name(b["id"])}
-    assert names[schedule_name(b["id"])]["enabled"] is False
-    assert belfry.reconcile() == []
+class Boom(Exception):
+    """Raised by a honker call the test breaks."""
+
+
+def snapshot(belfry: Belfry) -> tuple[Any, ...]:
+    """Everything a reminder change writes: reminders, attempts, schedules and jobs."""
+    return (
+        belfry.db.query("SELECT * FROM belfry_reminders ORDER BY id"),
+        belfry.db.query("SELECT * FROM belfry_deliveries ORDER BY id"),
+        belfry.scheduler.list(),
+        belfry.queue.list_jobs(limit=1000),
+    )
+
+
+def _dead_one_off(belfry: Belfry) -> int:
+    """A one-off reminder whose delivery was dead-lettered (as the deliverer leaves it)."""
+    r = belfry.add({"message": "tea", "in": "0s"})
+    job = claim(belfry)
+    now = time.time()
+    with belfry.db.transaction() as tx:
+        job.fail("401 unauthorized", tx=tx)
+        tx.execute(
+            "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
+            "started_at, finished_at) VALUES (?, ?, 1, 'once', 'dead', ?, ?)",
+            [r["id"], job.id, now, now],
+        )
+        tx.execute("UPDATE belfry_reminders SET state = 'failed' WHERE id = ?", [r["id"]])
+    return int(r["id"])
+
+
+def _snoozed(belfry: Belfry) -> int:
+    r = belfry.add({"message": "stretch", "every": "1d"})
+    belfry.snooze(r["id"], for_="10m")
+    return int(r["id"])
+
+
+# (set-up, the change, the honker call that fails; it runs after the reminder's own write
+# and, where the change has one, after another honker write of the same change.)
+BROKEN_CHANGES: dict[str, tuple[Callable[[Belfry], Any], Callable[[Belfry, Any], Any], str]] = {
+    "add recurring": (lambda b: None, lambda b, _: b.add({"message": "m", "every": "1h"}),
+                      "scheduler.add"),
+    "add once": (lambda b: None, lambda b, _: b.add({"message": "m", "in": "1h"}),
+                 "queue.enqueue"),
+    "edit once to cron": (lambda b: b.add({"message": "m", "in": "1h"})["id"],
+                          lambda b, i: b.edit(i, {"cron": "0 9 * * *"}), "queue.cancel"),
+    "edit cron to once": (lambda b: b.add({"message": "m", "cron": "0 9 * * *"})["id"],
+                          lambda b, i: b.edit(i, {"in": "2h"}), "scheduler.remove"),
+    "edit priority": (lambda b: b.add({"message": "m", "every": "1h"})["id"],
+                      lambda b, i: b.edit(i, {"message": "n", "priority": 5}),
+                      "scheduler.update"),
+    "pause recurring": (lambda b: b.add({"message": "m", "every": "1h"})["id"],
+                        lambda b, i: b.pause(i), "scheduler.pause"),
+    "pause once": (lambda b: b.add({"message": "m", "in": "1h"})["id"],
+                   lambda b, i: b.pause(i), "queue.cancel"),
+    "resume recurring": (lambda b: b.pause(b.add({"message": "m", "every": "1h"})["id"])["id"],
+                         lambda b, i: b.resume(i), "scheduler.resume"),
+    "resume once": (lambda b: b.pause(b.add({"message": "m", "in": "1h"})["id"])["id"],
+                    lambda b, i: b.resume(i), "queue.enqueue"),
+    "snooze again": (_snoozed, lambda b, i: b.snooze(i, for_="1h"), "queue.cancel"),
+    "send now": (lambda b: b.add({"message": "m", "every": "1h"})["id"],
+                 lambda b, i: b.send_now(i), "queue.enqueue"),
+    "retry dead": (_dead_one_off, lambda b, i: b.retry_dead(i), "queue.retry_dead"),
+    "delete": (_snoozed, lambda b, i: b.delete(i), "queue.discard_dead"),
+}
+
+
+@pytest.mark.parametrize("change", list(BROKEN_CHANGES))
+def test_a_change_that_fails_midway_leaves_nothing_behind(
+    belfry: Belfry, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    setup, run, broken = BROKEN_CHANGES[change]
+    arg = setup(belfry)
+    before = snapshot(belfry)
+    owner_name, method = broken.split(".")
+    owner = getattr(belfry, owner_name)
+    calls: list[Any] = []
+
+    def boom(*args: Any, tx: honker.Transaction | None = None, **kwargs: Any) -> Any:
+        calls.append(tx)
+        raise Boom(f"{broken} failed")
+
+    monkeypatch.setattr(owner, method, boom)
+    with pytest.raises(Boom):
+        run(belfry, arg)
+    assert calls and calls[0] is not None, f"{broken} was not called inside the transaction"
+    monkeypatch.undo()
+    assert snapshot(belfry) == before
+    run(belfry, arg)  # unbroken, the same change goes through
+    assert snapshot(belfry) != before
 
 
 async def test_delivery_success_acks_and_records(
@@ -255,7 +331,7 @@ async def test_429_is_retried_after_retry_after(
 async def test_5xx_backs_off_then_gives_up(
     belfry: Belfry, deliverer: Deliverer, server: FakeNtfyServer
 ) -> None:
-    assert [backoff_delay(belfry.settings, n) for n in (1, 2, 3)] == [1, 2, 4]
+    assert [retry_delay(belfry.settings, n) for n in (1, 2, 3)] == [1, 2, 4]
     server.fake.inject_fault(Fault(status=500, count=3))
     r = belfry.add({"message": "tea", "in": "0s"})
     for _ in range(3):

@@ -21,7 +21,19 @@ from peers import ExtPeer, NodePeer
 import honker
 from honker.tasks import ENVELOPE_KEY
 
-EXTRA = {"_honker_stats", "_honker_scheduler_tz", "sqlite_autoindex__honker_scheduler_tz_1"}
+EXTRA = {
+    "_honker_stats",
+    "_honker_scheduler_tz",
+    "sqlite_autoindex__honker_scheduler_tz_1",
+    "_honker_workers",
+    "sqlite_autoindex__honker_workers_1",
+    "_honker_job_trace",
+    "_honker_dead_queue",
+    "_honker_unique",
+    "_honker_unique_job",
+    "_honker_unique_until",
+    "_honker_paused",
+}
 
 
 def schema(path: str | Path) -> dict[str, tuple[str, str]]:

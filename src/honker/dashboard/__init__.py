@@ -1,4 +1,4 @@
-"""honker's web dashboard (optional extra: ``pip install 'honker[dashboard]'``).
+"""honker's web dashboard (optional extra: ``pip install 'honker-py[dashboard]'``).
 
 A live operations page for one honker database: queues, jobs, streams, schedules, locks.
 Start it with ``python -m honker dashboard app.db`` (see :func:`serve`) or mount the ASGI

@@ -25,6 +25,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.templating import Jinja2Templates
 
 import honker
+from honker._ops import JOB_STATES
 
 from ._security import CSRF_COOKIE, CSRF_FIELD, Csrf, cookie_path, request_path
 
@@ -32,7 +33,6 @@ PAGE_SIZE = 50
 MAX_PAGE = 1_000_000
 MAX_SEARCH = 500
 MAX_JOB_ID = 2**63 - 1
-JOB_STATES = ("pending", "delayed", "processing", "dead")
 FLASH_COOKIE = "honker_dashboard_flash"
 
 

@@ -12,6 +12,7 @@ existing ASGI application, mount the app from :func:`create_app`::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -140,6 +141,7 @@ def create_app(
         Route("/queues/{name:path}/{action}", dashboard.queue_action, methods=["POST"]),
         Route("/queues/{name:path}", dashboard.queue_page, methods=["GET"]),
         Route("/schedules/{name:path}/{action}", dashboard.schedule_action, methods=["POST"]),
+        Route("/metrics", _metrics_endpoint(db), methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(
@@ -150,6 +152,24 @@ def create_app(
     )
     app.state.dashboard = dashboard
     return app
+
+
+def _metrics_endpoint(db: honker.Database) -> Any:
+    """``GET /metrics``: the database's Prometheus gauges (``honker.metrics``), behind the
+    same access guard as every page; 503 with an install hint without ``prometheus_client``."""
+
+    async def metrics(request: Request) -> Response:
+        try:
+            from honker.metrics import CONTENT_TYPE_LATEST, database_registry, generate_latest
+        except ImportError:
+            raise HTTPException(
+                503, "metrics need prometheus_client: pip install 'honker[metrics]'"
+            ) from None
+        registry = database_registry(db)
+        body = await asyncio.to_thread(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
 
 
 def _error_page(

@@ -17,7 +17,15 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from . import __version__, reminders, timeutil
 from .errors import BelfryError, InvalidInput
@@ -42,7 +50,8 @@ def _check(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 class _Content(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # strict: a JSON value of the wrong type is an error, never coerced (true is no priority)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     title: str | None = Field(None, description="Notification title (one line).")
     tags: list[str] | None = Field(
@@ -85,9 +94,14 @@ class _Content(BaseModel):
     def _tags(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _check(reminders.check_tags, value)
 
-    @field_validator("priority")
+    @field_validator("priority", mode="wrap")
     @classmethod
-    def _priority(cls, value: int | str | None) -> int | None:
+    def _priority(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> int | None:
+        try:
+            value = handler(value)  # strict int | str | None: refuses true, 3.0...
+        except ValidationError:
+            _check(reminders.check_priority, value)  # ...with belfry's own message
+            raise
         return None if value is None else _check(reminders.check_priority, value)
 
     @field_validator("topic")
@@ -180,7 +194,10 @@ class SnoozeRequest(BaseModel):
     """Remind again after `for` (a duration) or at `until` (a time)."""
 
     model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, json_schema_extra={"examples": [{"for": "10m"}]}
+        extra="forbid",
+        populate_by_name=True,
+        strict=True,
+        json_schema_extra={"examples": [{"for": "10m"}]},
     )
 
     for_: str | None = Field(None, alias="for", description="Duration: `10m`, `1h`.")

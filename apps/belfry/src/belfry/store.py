@@ -9,11 +9,12 @@ Layout:
 * A recurring reminder is a honker schedule named ``belfry.reminder.<id>`` that enqueues
   a delivery job on queue ``belfry`` at each boundary, evaluated in the reminder's zone.
 
-honker's scheduler calls are not part of the caller's transaction, so a crash between the
-reminder write and the schedule call can leave them out of step; every job carries the
-reminder id and is checked against the reminder before anything is sent, and
-:meth:`Belfry.reconcile` (run when ``belfry serve``/``belfry worker`` start) re-creates or
-removes schedules so they match the reminders again.
+Each change to a reminder is one transaction: the reminder row, its honker job or
+schedule (honker's ``Queue`` and ``Scheduler`` calls take ``tx=``) and the cancellation of
+the jobs it supersedes commit together or not at all, so reminders and schedules cannot
+drift apart. Every job still carries the reminder id and is checked against the reminder
+before anything is sent: a job enqueued (or claimed) before a later change commits must not
+deliver the old version.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import math
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import honker
 
@@ -45,9 +46,6 @@ from .reminders import (
     describe_timing,
 )
 
-if TYPE_CHECKING:
-    from honker._database import Transaction
-
 QUEUE = "belfry"
 SCHEDULE_PREFIX = "belfry.reminder."
 STATES = ("active", "paused", "done", "failed")
@@ -57,6 +55,8 @@ DELIVERY_STATUSES = ("sending", "delivered", "retrying", "dead", "interrupted", 
 #: Triggers: ``once`` (a one-off's due time), ``schedule`` (a recurring boundary),
 #: ``snooze`` (a snoozed repeat of a recurring reminder), ``manual`` (``belfry send``).
 TRIGGERS = ("once", "schedule", "snooze", "manual")
+#: The largest id SQLite can store (a signed 64-bit integer): a bigger one names nothing.
+MAX_ID = 2**63 - 1
 
 SCHEMA = (
     """
@@ -107,7 +107,7 @@ SCHEMA = (
 )
 
 
-def prune_history(tx: Transaction, reminder_id: int) -> None:
+def prune_history(tx: honker.Transaction, reminder_id: int) -> None:
     """Keep only the newest :data:`HISTORY_KEEP` attempts of a reminder."""
     tx.execute(
         "DELETE FROM belfry_deliveries WHERE reminder_id = ? AND id <= ("
@@ -154,13 +154,15 @@ class Belfry:
 
     # -- reading -------------------------------------------------------------------------
     def _row(self, reminder_id: int) -> dict[str, Any]:
-        rows = self.db.query("SELECT * FROM belfry_reminders WHERE id = ?", [int(reminder_id)])
-        if not rows:
+        row = self.row(reminder_id)
+        if row is None:
             raise NotFound(f"reminder {reminder_id} not found")
-        return rows[0]
+        return row
 
     def row(self, reminder_id: int) -> dict[str, Any] | None:
-        """The raw ``belfry_reminders`` row, or ``None``."""
+        """The raw ``belfry_reminders`` row, or ``None`` (also for an id SQLite cannot hold)."""
+        if not -MAX_ID - 1 <= int(reminder_id) <= MAX_ID:
+            return None
         rows = self.db.query("SELECT * FROM belfry_reminders WHERE id = ?", [int(reminder_id)])
         return rows[0] if rows else None
 
@@ -265,6 +267,9 @@ class Belfry:
         }
 
     # -- writing -------------------------------------------------------------------------
+    # Every change below is one transaction: the reminder row, its honker job or schedule,
+    # and the jobs it supersedes commit together or not at all. The row is read inside the
+    # transaction, so two changes to one reminder cannot interleave.
     def add(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Create a reminder from API-shaped ``data``; returns it as :meth:`get` does.
 
@@ -303,10 +308,10 @@ class Belfry:
                 ],
             )
             reminder_id = int(rows[0]["id"])
-            if not timing.recurring:
+            if timing.recurring:
+                self._register(tx, reminder_id, timing, priority, paused=False)
+            else:
                 self._enqueue_once(tx, reminder_id, timing.due_at, priority)
-        if timing.recurring:
-            self._register(reminder_id, timing, priority, paused=False)
         return self.get(reminder_id)
 
     def edit(self, reminder_id: int, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -316,124 +321,128 @@ class Belfry:
         unknown = set(changes) - {*CONTENT_FIELDS, *TIMING_FIELDS, "tz"}
         if unknown:
             raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
-        row = self._row(reminder_id)
-        now = time.time()
-        sets: dict[str, Any] = {}
-        checks = {
-            "message": check_message,
-            "title": check_title,
-            "priority": check_priority,
-            "click": check_click,
-        }
-        for name, check in checks.items():
-            if name in changes:
-                sets[name] = check(changes[name])
-        if "tags" in changes:
-            sets["tags"] = json.dumps(check_tags(changes["tags"]))
-        if "topic" in changes:
-            sets["topic"] = check_topic(changes["topic"], row["topic"])
-        tz = row["tz"] if changes.get("tz") is None else check_tz(changes["tz"], row["tz"])
-        timing: Timing | None = None
-        if any(changes.get(name) is not None for name in TIMING_FIELDS):
-            timing = check_timing(changes, tz, now)
-        elif tz != row["tz"]:
-            if row["kind"] == "once":
-                sets["tz"] = tz
-            else:
-                timing = check_timing({"cron": row["expr"]} if row["kind"] == "cron" else {
-                    "every": f"{row['every_s']}s"}, tz, now)
-        if not sets and timing is None:
-            return self.get(reminder_id)
+        with self.db.transaction() as tx:
+            row = self._locked_row(tx, reminder_id)
+            now = time.time()
+            sets: dict[str, Any] = {}
+            checks = {
+                "message": check_message,
+                "title": check_title,
+                "priority": check_priority,
+                "click": check_click,
+            }
+            for name, check in checks.items():
+                if name in changes:
+                    sets[name] = check(changes[name])
+            if "tags" in changes:
+                sets["tags"] = json.dumps(check_tags(changes["tags"]))
+            if "topic" in changes:
+                sets["topic"] = check_topic(changes["topic"], row["topic"])
+            tz = row["tz"] if changes.get("tz") is None else check_tz(changes["tz"], row["tz"])
+            timing: Timing | None = None
+            if any(changes.get(name) is not None for name in TIMING_FIELDS):
+                timing = check_timing(changes, tz, now)
+            elif tz != row["tz"]:
+                if row["kind"] == "once":
+                    sets["tz"] = tz
+                else:
+                    timing = check_timing({"cron": row["expr"]} if row["kind"] == "cron" else {
+                        "every": f"{row['every_s']}s"}, tz, now)
+            if sets or timing is not None:
+                self._apply_edit(tx, row, sets, timing, now)
+        return self.get(reminder_id)
+
+    def _apply_edit(
+        self,
+        tx: honker.Transaction,
+        row: Mapping[str, Any],
+        sets: dict[str, Any],
+        timing: Timing | None,
+        now: float,
+    ) -> None:
         priority = int(sets.get("priority", row["priority"]))
         old_job = row["job_id"]
-        cancel: list[int] = []
-        with self.db.transaction() as tx:
-            if timing is not None:
-                sets.update(
-                    kind=timing.kind,
-                    expr=timing.expr,
-                    every_s=timing.every_s,
-                    due_at=timing.due_at,
-                    tz=timing.tz,
-                )
-                state = "paused" if row["state"] == "paused" else "active"
-                sets["state"] = state
-                if timing.recurring:
-                    sets["job_id"] = None
-                    if old_job is not None:
-                        cancel.append(old_job)
-                elif state == "active":
-                    sets["job_id"] = self._enqueue_once(tx, row["id"], timing.due_at, priority)
-                    if old_job is not None:
-                        cancel.append(old_job)
-                else:
-                    sets["job_id"] = None
-            sets["updated_at"] = now
-            assignments = ", ".join(f"{name} = ?" for name in sets)
-            tx.execute(
-                f"UPDATE belfry_reminders SET {assignments} WHERE id = ?",
-                [*sets.values(), row["id"]],
-            )
         name = schedule_name(row["id"])
         if timing is not None:
+            sets.update(
+                kind=timing.kind,
+                expr=timing.expr,
+                every_s=timing.every_s,
+                due_at=timing.due_at,
+                tz=timing.tz,
+            )
+            state = "paused" if row["state"] == "paused" else "active"
+            sets["state"] = state
+            if timing.recurring or state == "paused":
+                sets["job_id"] = None
+            else:
+                sets["job_id"] = self._enqueue_once(tx, row["id"], timing.due_at, priority)
+        sets["updated_at"] = now
+        assignments = ", ".join(f"{column} = ?" for column in sets)
+        tx.execute(
+            f"UPDATE belfry_reminders SET {assignments} WHERE id = ?",
+            [*sets.values(), row["id"]],
+        )
+        if timing is not None:
             if timing.recurring:
-                self._register(row["id"], timing, priority, paused=row["state"] == "paused")
+                self._register(tx, row["id"], timing, priority, paused=row["state"] == "paused")
             elif row["kind"] != "once":
-                self.scheduler.remove(name)
+                self.scheduler.remove(name, tx=tx)
+            if sets["job_id"] != old_job:
+                self._cancel(tx, [old_job])
         elif row["kind"] != "once" and "priority" in sets:
-            self.scheduler.update(name, priority=priority)
-        self._cancel(cancel)
-        return self.get(reminder_id)
+            self.scheduler.update(name, priority=priority, tx=tx)
 
     def pause(self, reminder_id: int) -> dict[str, Any]:
         """Stop deliveries until :meth:`resume` (idempotent)."""
-        row = self._row(reminder_id)
-        if row["state"] == "paused":
-            return self.get(reminder_id)
-        if row["state"] in ("done", "failed"):
-            raise Conflict(
-                f"reminder {reminder_id} is {row['state']}; give it a new time with edit "
-                "or snooze instead"
-            )
         with self.db.transaction() as tx:
-            tx.execute(
-                "UPDATE belfry_reminders SET state = 'paused', job_id = NULL, updated_at = ? "
-                "WHERE id = ?",
-                [time.time(), row["id"]],
-            )
-        if row["kind"] == "once":
-            self._cancel([row["job_id"]])
-        else:
-            self.scheduler.pause(schedule_name(row["id"]))
+            row = self._locked_row(tx, reminder_id)
+            if row["state"] in ("done", "failed"):
+                raise Conflict(
+                    f"reminder {reminder_id} is {row['state']}; give it a new time with edit "
+                    "or snooze instead"
+                )
+            if row["state"] != "paused":
+                tx.execute(
+                    "UPDATE belfry_reminders SET state = 'paused', job_id = NULL, updated_at = ? "
+                    "WHERE id = ?",
+                    [time.time(), row["id"]],
+                )
+                if row["kind"] == "once":
+                    self._cancel(tx, [row["job_id"]])
+                else:
+                    self.scheduler.pause(schedule_name(row["id"]), tx=tx)
         return self.get(reminder_id)
 
     def resume(self, reminder_id: int) -> dict[str, Any]:
         """Deliver again. Occurrences that fell while paused are skipped; a one-off whose
         time passed while paused is delivered at once."""
-        row = self._row(reminder_id)
-        if row["state"] != "paused":
-            if row["state"] == "active":
-                return self.get(reminder_id)
-            raise Conflict(f"reminder {reminder_id} is {row['state']}, not paused")
-        now = time.time()
-        if row["kind"] != "once":
-            name = schedule_name(row["id"])
-            # Restart the schedule from now: no catch-up of the boundaries missed while
-            # paused (honker's resume alone would fire each of them).
-            if not self.scheduler.update(name, schedule=row["expr"]):
-                self._register(row["id"], _timing_of(row), row["priority"], paused=True)
-            self.scheduler.resume(name)
         with self.db.transaction() as tx:
-            job_id = None
-            if row["kind"] == "once":
-                due = max(int(row["due_at"] or 0), int(now))
-                job_id = self._enqueue_once(tx, row["id"], due, row["priority"])
-            tx.execute(
-                "UPDATE belfry_reminders SET state = 'active', job_id = ?, updated_at = ? "
-                "WHERE id = ?",
-                [job_id, now, row["id"]],
-            )
+            row = self._locked_row(tx, reminder_id)
+            if row["state"] == "paused":
+                self._resume(tx, row)
+            elif row["state"] != "active":
+                raise Conflict(f"reminder {reminder_id} is {row['state']}, not paused")
         return self.get(reminder_id)
+
+    def _resume(self, tx: honker.Transaction, row: Mapping[str, Any]) -> None:
+        now = time.time()
+        tx.execute(
+            "UPDATE belfry_reminders SET state = 'active', job_id = NULL, updated_at = ? "
+            "WHERE id = ?",
+            [now, row["id"]],
+        )
+        if row["kind"] == "once":
+            due = max(int(row["due_at"] or 0), int(now))
+            self._enqueue_once(tx, row["id"], due, row["priority"])
+            return
+        name = schedule_name(row["id"])
+        # Restart the schedule from now: no catch-up of the boundaries missed while paused
+        # (honker's resume alone would fire each of them).
+        if not self.scheduler.update(name, schedule=row["expr"], tx=tx):
+            # Only in a file written before belfry's changes were single transactions.
+            self._register(tx, row["id"], _timing_of(row), row["priority"], paused=True)
+        self.scheduler.resume(name, tx=tx)
 
     def snooze(
         self, reminder_id: int, for_: str | None = None, until: str | None = None
@@ -441,17 +450,19 @@ class Belfry:
         """Remind again later: a one-off moves to the new time (a delivered or failed one
         is re-armed); a recurring reminder gets one extra delivery then, its schedule
         unchanged. Give ``for_`` (a duration) or ``until`` (a time)."""
-        row = self._row(reminder_id)
-        if (for_ is None) == (until is None):
-            raise InvalidInput("give exactly one of for, until", field="snooze")
-        if row["state"] == "paused":
-            raise Conflict(f"reminder {reminder_id} is paused; resume it first")
-        now = time.time()
-        if for_ is not None:
-            when = math.ceil(now) + timeutil.parse_duration(for_, field="for", allow_zero=False)
-        else:
-            when = timeutil.parse_when(str(until), row["tz"], now, field="until")
         with self.db.transaction() as tx:
+            row = self._locked_row(tx, reminder_id)
+            if (for_ is None) == (until is None):
+                raise InvalidInput("give exactly one of for, until", field="snooze")
+            if row["state"] == "paused":
+                raise Conflict(f"reminder {reminder_id} is paused; resume it first")
+            now = time.time()
+            if for_ is not None:
+                when = math.ceil(now) + timeutil.parse_duration(
+                    for_, field="for", allow_zero=False
+                )
+            else:
+                when = timeutil.parse_when(str(until), row["tz"], now, field="until")
             if row["kind"] == "once":
                 job_id = self._enqueue_once(tx, row["id"], when, row["priority"])
                 tx.execute(
@@ -459,7 +470,7 @@ class Belfry:
                     "updated_at = ? WHERE id = ?",
                     [when, job_id, now, row["id"]],
                 )
-                cancel = [row["job_id"]]
+                self._cancel(tx, [row["job_id"]])
             else:
                 job_id = self.queue.enqueue(
                     job_payload(row["id"], "snooze"),
@@ -472,105 +483,70 @@ class Belfry:
                     "updated_at = ? WHERE id = ?",
                     [when, job_id, now, row["id"]],
                 )
-                cancel = [row["snooze_job_id"]]
-        self._cancel(cancel)
+                self._cancel(tx, [row["snooze_job_id"]])
         return self.get(reminder_id)
 
     def send_now(self, reminder_id: int) -> dict[str, Any]:
         """Enqueue one extra delivery right away (also for paused or finished reminders)."""
-        row = self._row(reminder_id)
-        self.queue.enqueue(job_payload(row["id"], "manual"), priority=row["priority"])
+        with self.db.transaction() as tx:
+            row = self._locked_row(tx, reminder_id)
+            self.queue.enqueue(job_payload(row["id"], "manual"), tx=tx, priority=row["priority"])
         return self.get(reminder_id)
 
     def retry_dead(self, reminder_id: int) -> dict[str, Any]:
         """Put the reminder's dead-lettered deliveries back in the queue (fresh budget)."""
-        row = self._row(reminder_id)
-        jobs = self.db.query(
-            "SELECT DISTINCT job_id FROM belfry_deliveries WHERE reminder_id = ? "
-            "AND status = 'dead'",
-            [row["id"]],
-        )
-        dead = []
-        for item in jobs:
-            found = self.queue.find_job(int(item["job_id"]))
-            if found is not None and found["state"] == "dead":
-                dead.append(int(item["job_id"]))
-        if not dead:
-            raise Conflict(f"reminder {reminder_id} has no dead-lettered delivery to retry")
-        if row["state"] == "failed":
-            # Before the requeue: a quick delivery then marks it 'done' for good.
-            with self.db.transaction() as tx:
+        with self.db.transaction() as tx:
+            row = self._locked_row(tx, reminder_id)
+            jobs = tx.query(
+                "SELECT DISTINCT job_id FROM belfry_deliveries WHERE reminder_id = ? "
+                "AND status = 'dead'",
+                [row["id"]],
+            )
+            # The job states are read outside ``tx``, but this transaction holds the write
+            # lock, so no other commit can change them before ours.
+            dead = []
+            for item in jobs:
+                found = self.queue.find_job(int(item["job_id"]))
+                if found is not None and found["state"] == "dead":
+                    dead.append(int(item["job_id"]))
+            if not dead:
+                raise Conflict(f"reminder {reminder_id} has no dead-lettered delivery to retry")
+            if row["state"] == "failed":
                 tx.execute(
                     "UPDATE belfry_reminders SET state = 'active', updated_at = ? WHERE id = ?",
                     [time.time(), row["id"]],
                 )
-        for job_id in dead:
-            self.queue.retry_dead(job_id)
+            for job_id in dead:
+                self.queue.retry_dead(job_id, tx=tx)
         return self.get(reminder_id)
 
     def delete(self, reminder_id: int) -> None:
         """Delete the reminder, its schedule, its pending deliveries and its history."""
-        row = self._row(reminder_id)
-        pending = self.db.query(
-            "SELECT DISTINCT job_id FROM belfry_deliveries WHERE reminder_id = ?", [row["id"]]
-        )
         with self.db.transaction() as tx:
+            row = self._locked_row(tx, reminder_id)
+            pending = tx.query(
+                "SELECT DISTINCT job_id FROM belfry_deliveries WHERE reminder_id = ?", [row["id"]]
+            )
             tx.execute("DELETE FROM belfry_deliveries WHERE reminder_id = ?", [row["id"]])
             tx.execute("DELETE FROM belfry_reminders WHERE id = ?", [row["id"]])
-        if row["kind"] != "once":
-            self.scheduler.remove(schedule_name(row["id"]))
-        jobs = [row["job_id"], row["snooze_job_id"], *(p["job_id"] for p in pending)]
-        self._cancel(jobs)
-        for job_id in {j for j in jobs if j is not None}:
-            self.queue.discard_dead(int(job_id))
-
-    def reconcile(self) -> list[str]:
-        """Make honker's schedules match the reminders again (after a crash between a
-        reminder write and its schedule call); returns what was fixed."""
-        fixed: list[str] = []
-        rows = self.db.query("SELECT * FROM belfry_reminders WHERE kind != 'once'")
-        wanted = {schedule_name(r["id"]): r for r in rows if r["state"] in ("active", "paused")}
-        existing = {
-            s["name"]: s for s in self.scheduler.list() if s["name"].startswith(SCHEDULE_PREFIX)
-        }
-        for name in existing:
-            if name not in wanted:
-                self.scheduler.remove(name)
-                fixed.append(f"removed orphan schedule {name}")
-        for name, row in wanted.items():
-            sched = existing.get(name)
-            paused = row["state"] == "paused"
-            if sched is None or sched["cron_expr"] != row["expr"] or sched.get("tz") != row["tz"]:
-                self._register(row["id"], _timing_of(row), row["priority"], paused=paused)
-                fixed.append(f"registered schedule {name}")
-            elif sched["enabled"] == paused:
-                if paused:
-                    self.scheduler.pause(name)
-                else:
-                    self.scheduler.update(name, schedule=row["expr"])
-                    self.scheduler.resume(name)
-                fixed.append(f"{'paused' if paused else 'resumed'} schedule {name}")
-        once = self.db.query(
-            "SELECT * FROM belfry_reminders WHERE kind = 'once' AND state = 'active'"
-        )
-        for row in once:
-            job = None if row["job_id"] is None else self.queue.find_job(int(row["job_id"]))
-            if job is None:
-                with self.db.transaction() as tx:
-                    due = max(int(row["due_at"] or 0), int(time.time()))
-                    self._enqueue_once(tx, row["id"], due, row["priority"])
-                fixed.append(f"re-enqueued the delivery of one-off reminder {row['id']}")
-            elif job["state"] == "dead":
-                with self.db.transaction() as tx:
-                    tx.execute(
-                        "UPDATE belfry_reminders SET state = 'failed' WHERE id = ?", [row["id"]]
-                    )
-                fixed.append(f"marked one-off reminder {row['id']} failed (delivery is dead)")
-        return fixed
+            if row["kind"] != "once":
+                self.scheduler.remove(schedule_name(row["id"]), tx=tx)
+            jobs = {row["job_id"], row["snooze_job_id"], *(p["job_id"] for p in pending)}
+            self._cancel(tx, jobs)
+            for job_id in jobs - {None}:
+                self.queue.discard_dead(int(job_id), tx=tx)
 
     # -- helpers -------------------------------------------------------------------------
+    def _locked_row(self, tx: honker.Transaction, reminder_id: int) -> dict[str, Any]:
+        """The reminder row as ``tx`` sees it (``NotFound`` if there is none)."""
+        if -MAX_ID - 1 <= int(reminder_id) <= MAX_ID:
+            rows = tx.query("SELECT * FROM belfry_reminders WHERE id = ?", [int(reminder_id)])
+            if rows:
+                return rows[0]
+        raise NotFound(f"reminder {reminder_id} not found")
+
     def _enqueue_once(
-        self, tx: Transaction, reminder_id: int, due_at: int | None, priority: Any
+        self, tx: honker.Transaction, reminder_id: int, due_at: int | None, priority: Any
     ) -> int:
         job_id = self.queue.enqueue(
             job_payload(reminder_id, "once"), tx=tx, run_at=due_at, priority=int(priority)
@@ -578,7 +554,15 @@ class Belfry:
         tx.execute("UPDATE belfry_reminders SET job_id = ? WHERE id = ?", [job_id, reminder_id])
         return job_id
 
-    def _register(self, reminder_id: int, timing: Timing, priority: int, *, paused: bool) -> None:
+    def _register(
+        self,
+        tx: honker.Transaction,
+        reminder_id: int,
+        timing: Timing,
+        priority: int,
+        *,
+        paused: bool,
+    ) -> None:
         name = schedule_name(reminder_id)
         assert timing.expr is not None
         self.scheduler.add(
@@ -589,13 +573,14 @@ class Belfry:
             priority=priority,
             max_attempts=self.settings.max_attempts,
             tz=timing.tz,
+            tx=tx,
         )
         if paused:
-            self.scheduler.pause(name)
+            self.scheduler.pause(name, tx=tx)
 
-    def _cancel(self, job_ids: Iterable[int | None]) -> None:
+    def _cancel(self, tx: honker.Transaction, job_ids: Iterable[int | None]) -> None:
         for job_id in {j for j in job_ids if j is not None}:
-            self.queue.cancel(int(job_id))
+            self.queue.cancel(int(job_id), tx=tx)
 
 
 def _timing_of(row: Mapping[str, Any]) -> Timing:

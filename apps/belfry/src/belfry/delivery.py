@@ -26,17 +26,14 @@ import json
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import honker
-from honker.worker import Heartbeat, WorkerPool
+from honker.worker import Heartbeat, WorkerPool, backoff_delay
 
 from .config import Settings
 from .ntfy import Notification, NtfyConfig, NtfyPublisher, PublishResult
 from .store import QUEUE, Belfry, prune_history, schedule_name
-
-if TYPE_CHECKING:
-    from honker._database import Transaction
 
 log = logging.getLogger("belfry.delivery")
 
@@ -54,10 +51,11 @@ def ntfy_config(settings: Settings) -> NtfyConfig:
     )
 
 
-def backoff_delay(settings: Settings, attempt: int) -> int:
-    """Seconds before retrying after failed attempt number ``attempt`` (1-based)."""
-    delay = settings.retry_delay_s * 2.0 ** max(0, attempt - 1)
-    return math.ceil(min(delay, settings.retry_max_delay_s))
+def retry_delay(settings: Settings, attempt: int) -> int:
+    """Seconds before retrying after failed attempt number ``attempt`` (1-based): honker's
+    backoff rule doubling ``retry_delay_s``, capped at ``retry_max_delay_s``."""
+    delay = backoff_delay(settings.retry_delay_s, 2.0, attempt)
+    return min(delay, math.ceil(settings.retry_max_delay_s))
 
 
 class Deliverer:
@@ -84,10 +82,12 @@ class Deliverer:
             if reminder is not None and skip == "paused":
                 self._record_skip(job, reminder_id, trigger, "reminder is paused")
             else:
-                job.ack()
-                if reminder is None and trigger == "schedule":
-                    # An orphan left by a crash during delete: stop it firing.
-                    self.belfry.scheduler.remove(schedule_name(reminder_id))
+                with self.db.transaction() as tx:
+                    job.ack(tx=tx)
+                    if reminder is None and trigger == "schedule":
+                        # A schedule without its reminder (only a file written before
+                        # deletes were one transaction has one): stop it firing.
+                        self.belfry.scheduler.remove(schedule_name(reminder_id), tx=tx)
             log.info("job %s for reminder %s skipped: %s", job.id, reminder_id, skip)
             return
         assert reminder is not None
@@ -140,7 +140,7 @@ class Deliverer:
         result: PublishResult | None,
         error: str | None = None,
         retry_at: int | None = None,
-        tx: Transaction | None = None,
+        tx: honker.Transaction | None = None,
     ) -> None:
         sql = (
             "UPDATE belfry_deliveries SET status = ?, http_status = ?, error = ?, ntfy_id = ?, "
@@ -163,7 +163,7 @@ class Deliverer:
 
     @staticmethod
     def _settle(
-        tx: Transaction, job: honker.Job, reminder: dict[str, Any], trigger: str, state: str
+        tx: honker.Transaction, job: honker.Job, reminder: dict[str, Any], trigger: str, state: str
     ) -> None:
         """A one-off reminder ends in ``state``; a snooze delivery clears the snooze."""
         if trigger == "once":
@@ -211,7 +211,7 @@ class Deliverer:
             # honker's clock has whole seconds: +1 guarantees at least Retry-After.
             delay = math.ceil(result.retry_after_s) + 1
         else:
-            delay = backoff_delay(self.settings, job.attempts)
+            delay = retry_delay(self.settings, job.attempts)
         retry_at = int(time.time()) + delay
         with self.db.transaction() as tx:  # the attempt record and the retry commit together
             self._finish(attempt_id, "retrying", result, retry_at=retry_at, tx=tx)
@@ -294,7 +294,7 @@ class DeliveryPool(WorkerPool):
         except Exception:
             log.exception("job %s: unexpected error; leaving it to be retried", job.id)
             with contextlib.suppress(RuntimeError):
-                job.retry(backoff_delay(self.deliverer.settings, job.attempts), "internal error")
+                job.retry(retry_delay(self.deliverer.settings, job.attempts), "internal error")
 
 
 async def run_workers(belfry: Belfry, stop: asyncio.Event, grace_period_s: float = 10.0) -> None:

@@ -110,10 +110,6 @@ async def run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
 
-    fixed = belfry.reconcile()
-    for line in fixed:
-        log.warning("reconcile: %s", line)
-
     tasks: dict[str, asyncio.Task[None]] = {}
     server = None
     url = ""
