@@ -23,7 +23,7 @@ import honker
 import pg
 from helpers import Child, python_env
 from honker import TaskResult
-from honker.postgres._schema import EXPECTED_TABLES
+from honker.postgres._schema import EXPECTED_TABLES, SCHEMA_VERSION
 from honker.tasks import ENVELOPE_KEY
 
 # Tables both engines have (the rest of EXPECTED_TABLES are PostgreSQL-only extras).
@@ -122,7 +122,7 @@ def test_schema_has_the_sqlite_tables_and_columns_in_order(
         assert name in indexes
     assert "WHERE" in indexes["_honker_live_claim"]
     version = pdb.query("SELECT version FROM _honker_schema_version")
-    assert version == [{"version": 1}]
+    assert version == [{"version": SCHEMA_VERSION}]
 
 
 def test_minimal_raw_insert_is_claimable_with_budget_3(pdb: honker.Database) -> None:

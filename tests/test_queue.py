@@ -551,7 +551,9 @@ def test_enqueue_many_returns_the_ids_of_its_rows(db: honker.Database) -> None:
     first = q.enqueue({"before": True})
     ids = q.enqueue_many([{"i": i} for i in range(50)], priority=3, delay=60)
     assert ids == list(range(first + 1, first + 51))
-    rows = db.query("SELECT id, payload, priority, run_at > unixepoch() AS later FROM _honker_live")
+    rows = db.query(
+        sql_for(db, "SELECT id, payload, priority, run_at > unixepoch() AS later FROM _honker_live")
+    )
     by_id = {r["id"]: r for r in rows}
     for i, job_id in enumerate(ids):
         assert by_id[job_id]["payload"] == f'{{"i": {i}}}'

@@ -358,10 +358,16 @@ def _load_database(target: str) -> Any:
     return value
 
 
+def _is_url(path: str) -> bool:
+    from .postgres import is_url
+
+    return is_url(path)
+
+
 def _open_file(path: str) -> Any:
     from . import open as open_database
 
-    if not os.path.isfile(path):
+    if not _is_url(path) and not os.path.isfile(path):
         raise CliError(f"no database file at {path!r}")
     return open_database(path)
 
@@ -924,7 +930,7 @@ def _worker_observers(args: argparse.Namespace, db: Any) -> list[Any]:
 def _open_existing(path: str) -> Any:
     import honker
 
-    if not os.path.isfile(path):
+    if not _is_url(path) and not os.path.isfile(path):
         raise CliError(f"no database file at {path!r}")
     return honker.open(path)
 

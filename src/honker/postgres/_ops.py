@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._ops import (
+    BAD_UTF8_ERROR,
     CLAIM_COLUMNS,
     JOB_COLUMNS,
     JOB_DETAIL_COLUMNS,
@@ -34,12 +35,15 @@ from .._ops import (
     STATS_KEEP_S,
     STREAM_COLUMNS,
     TICK_CAP,
+    WORKER_COLUMNS,
+    WORKER_PRUNE_AFTER_S,
     _next_after,
     zone,
 )
 from ._schema import NOW
 
 __all__ = [
+    "BAD_UTF8_ERROR",
     "CLAIM_COLUMNS",
     "JOB_COLUMNS",
     "JOB_DETAIL_COLUMNS",
@@ -50,6 +54,8 @@ __all__ = [
     "STATS_KEEP_S",
     "STREAM_COLUMNS",
     "TICK_CAP",
+    "WORKER_COLUMNS",
+    "WORKER_PRUNE_AFTER_S",
     "zone",
 ]
 
@@ -173,6 +179,39 @@ def enqueue_many(
     )
 
 
+def enqueue_batch(
+    conn: Conn,
+    queue: str,
+    payloads: Sequence[str],
+    run_at: int | None,
+    delay: int | None,
+    priority: int,
+    max_attempts: int,
+    expires: int | None,
+) -> list[int]:
+    """Insert one pending job per payload (same options for all); returns their ids in
+    payload order (one statement: identity values are drawn in insertion order)."""
+    if not payloads:
+        return []
+    rows = _all(
+        conn,
+        "INSERT INTO _honker_live (queue, payload, run_at, priority, max_attempts, expires_at) "
+        f"SELECT %(q)s, p, COALESCE({NOW} + %(delay)s::bigint, %(run_at)s::bigint, {NOW}), "
+        f"%(prio)s, %(ma)s, {NOW} + %(exp)s::bigint "
+        "FROM unnest(%(ps)s::text[]) WITH ORDINALITY AS u(p, n) ORDER BY n RETURNING id",
+        {
+            "q": queue,
+            "ps": list(payloads),
+            "run_at": run_at,
+            "delay": delay,
+            "prio": priority,
+            "ma": max_attempts,
+            "exp": expires,
+        },
+    )
+    return sorted(int(r[0]) for r in rows)
+
+
 _DEAD_COLUMNS = (
     "id, queue, payload, priority, run_at, max_attempts, attempts, last_error, created_at"
 )
@@ -204,7 +243,8 @@ _CLAIMABLE = (
     "queue = %(q)s AND state IN ('pending', 'processing') "
     f"AND ((state = 'pending' AND run_at <= {NOW}) "
     f"OR (state = 'processing' AND claim_expires_at < {NOW})) "
-    f"AND (expires_at IS NULL OR expires_at > {NOW})"
+    f"AND (expires_at IS NULL OR expires_at > {NOW}) "
+    "AND NOT EXISTS (SELECT 1 FROM _honker_paused WHERE queue = %(q)s)"
 )
 
 # One statement: lock up to n candidates in claim order (skipping rows other claimers
@@ -225,7 +265,7 @@ _CLAIM_SQL = (
     "FROM cand WHERE l.id = cand.id AND cand.ok "
     f"RETURNING {', '.join('l.' + c for c in CLAIM_COLUMNS)}) "
     f"SELECT d.died, {', '.join('c.' + c for c in CLAIM_COLUMNS)} "
-    "FROM (SELECT count(*) AS died FROM ins) d LEFT JOIN claimed c ON true "
+    "FROM (SELECT array_agg(id) AS died FROM ins) d LEFT JOIN claimed c ON true "
     "ORDER BY c.priority DESC, c.run_at, c.id"
 )
 
@@ -244,7 +284,9 @@ def claim_batch(conn: Conn, queue: str, worker_id: str, n: int, visibility_s: in
     params = {"q": queue, "w": worker_id, "vis": visibility_s, "err": MAX_ATTEMPTS_EXCEEDED}
     while want > 0:
         rows = _all(conn, _CLAIM_SQL, {**params, "n": want})
-        died = int(rows[0][0]) if rows else 0
+        died = rows[0][0] if rows else None
+        if died:
+            unique_release(conn, died)
         got = [r[1:] for r in rows if r[1] is not None]
         claimed.extend(got)
         want -= len(got)
@@ -290,6 +332,8 @@ def ack(conn: Conn, job_id: int, worker_id: str) -> bool:
         f"{_stats_cte('gone', 'done')} SELECT 1 FROM gone",
         {"id": job_id, "w": worker_id},
     )
+    if rows:
+        unique_release(conn, (job_id,))
     return bool(rows)
 
 
@@ -300,11 +344,12 @@ def ack_batch(conn: Conn, ids_json: str, worker_id: str) -> int:
         "WITH gone AS (DELETE FROM _honker_live WHERE id IN "
         "(SELECT value::bigint FROM json_array_elements_text(%(ids)s::json)) "
         "AND worker_id = %(w)s AND state = 'processing' "
-        f"AND claim_expires_at >= {NOW} RETURNING queue), "
-        f"{_stats_cte('gone', 'done')} SELECT count(*) FROM gone",
+        f"AND claim_expires_at >= {NOW} RETURNING queue, id), "
+        f"{_stats_cte('gone', 'done')} SELECT id FROM gone",
         {"ids": ids_json, "w": worker_id},
     )
-    return int(rows[0][0])
+    unique_release(conn, [int(r[0]) for r in rows])
+    return len(rows)
 
 
 def retry(conn: Conn, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
@@ -320,13 +365,20 @@ def retry(conn: Conn, job_id: int, worker_id: str, delay_s: int, error: str) -> 
         params,
     ):
         return True
-    return bool(_all(conn, _dead_move(_HELD, "%(err)s"), params))
+    return _moved(conn, _dead_move(_HELD, "%(err)s"), params) > 0
+
+
+def _moved(conn: Conn, sql: str, params: Any) -> int:
+    """Run a :func:`_dead_move` statement; release the unique keys of the moved jobs."""
+    ids = [int(r[0]) for r in _all(conn, sql, params)]
+    unique_release(conn, ids)
+    return len(ids)
 
 
 def fail(conn: Conn, job_id: int, worker_id: str, error: str) -> bool:
     """Move a held job to ``_honker_dead`` with ``error``, whatever its attempts."""
     params = {"id": job_id, "w": worker_id, "err": error}
-    return bool(_all(conn, _dead_move(_HELD, "%(err)s"), params))
+    return _moved(conn, _dead_move(_HELD, "%(err)s"), params) > 0
 
 
 def heartbeat(conn: Conn, job_id: int, worker_id: str, extend_s: int) -> bool:
@@ -343,13 +395,18 @@ def heartbeat(conn: Conn, job_id: int, worker_id: str, extend_s: int) -> bool:
 
 def release_claim(conn: Conn, job_id: int, worker_id: str) -> bool:
     """Hand a held job back untouched: pending, due now, attempt not counted."""
+    return snooze(conn, job_id, worker_id, 0)
+
+
+def snooze(conn: Conn, job_id: int, worker_id: str, delay_s: int) -> bool:
+    """Put a held job back to pending, due in ``delay_s`` seconds, its attempt given back."""
     return (
         _count(
             conn,
             "UPDATE _honker_live SET state = 'pending', worker_id = NULL, "
-            f"claim_expires_at = NULL, attempts = GREATEST(attempts - 1, 0), run_at = {NOW} "
-            f"WHERE {_HELD}",
-            {"id": job_id, "w": worker_id},
+            "claim_expires_at = NULL, attempts = GREATEST(attempts - 1, 0), "
+            f"run_at = {NOW} + %(delay)s WHERE {_HELD}",
+            {"id": job_id, "w": worker_id, "delay": delay_s},
         )
         > 0
     )
@@ -358,9 +415,10 @@ def release_claim(conn: Conn, job_id: int, worker_id: str) -> bool:
 def cancel(conn: Conn, job_id: int, pending_only: bool = False) -> bool:
     """Delete a pending or processing job whoever holds it (only if pending, on request)."""
     states = "('pending')" if pending_only else "('pending', 'processing')"
-    return (
-        _count(conn, f"DELETE FROM _honker_live WHERE id = %s AND state IN {states}", (job_id,)) > 0
-    )
+    if not _count(conn, f"DELETE FROM _honker_live WHERE id = %s AND state IN {states}", (job_id,)):
+        return False
+    unique_release(conn, (job_id,))
+    return True
 
 
 def get_job(conn: Conn, job_id: int) -> dict[str, Any] | None:
@@ -372,11 +430,13 @@ def get_job(conn: Conn, job_id: int) -> dict[str, Any] | None:
 def sweep_expired(conn: Conn, queue: str) -> int:
     """Move ``queue``'s pending rows whose ``expires_at`` passed to ``_honker_dead``."""
     where = f"queue = %s AND state = 'pending' AND expires_at IS NOT NULL AND expires_at <= {NOW}"
-    return len(_all(conn, _dead_move(where, "'expired'"), (queue,)))
+    return _moved(conn, _dead_move(where, "'expired'"), (queue,))
 
 
 def queue_next_claim_at(conn: Conn, queue: str) -> int:
     """Earliest future moment a claim on ``queue`` could succeed with no new write (0: none)."""
+    if queue_is_paused(conn, queue):
+        return 0  # resuming is a commit, which wakes the queue's workers
     live = f"AND (expires_at IS NULL OR expires_at > {NOW}) AND attempts < max_attempts"
     row = _one(
         conn,
@@ -795,6 +855,7 @@ def apply_outcomes(conn: Conn, worker_id: str, outcomes: Sequence[Outcome]) -> l
             },
         )
         acked = {int(row[0]) for row in rows}
+        unique_release(conn, sorted(acked))
         for i in done:
             applied[i] = outcomes[i][1] in acked
     for i, (kind, job_id, arg, error) in enumerate(outcomes):
@@ -804,6 +865,8 @@ def apply_outcomes(conn: Conn, worker_id: str, outcomes: Sequence[Outcome]) -> l
             applied[i] = fail(conn, job_id, worker_id, str(error))
         elif kind == "release":
             applied[i] = release_claim(conn, job_id, worker_id)
+        elif kind == "snooze":
+            applied[i] = snooze(conn, job_id, worker_id, int(arg))
     return applied
 
 
@@ -876,7 +939,8 @@ def queue_names(conn: Conn) -> list[str]:
     rows = _all(
         conn,
         "SELECT DISTINCT queue FROM _honker_live UNION SELECT DISTINCT queue FROM _honker_dead "
-        "UNION SELECT DISTINCT queue FROM _honker_stats ORDER BY 1",
+        "UNION SELECT DISTINCT queue FROM _honker_stats "
+        "UNION SELECT queue FROM _honker_paused ORDER BY 1",
     )
     return [r[0] for r in rows]
 
@@ -913,6 +977,7 @@ def queue_stats(conn: Conn, queue: str) -> dict[str, int | None]:
         "oldest_pending_age_s": None if oldest is None else max(0, now - oldest),
         "done_last_minute": int(row[7]),
         "dead_last_minute": int(row[8]),
+        "paused": queue_is_paused(conn, queue),
     }
 
 
@@ -1026,3 +1091,229 @@ def notifications_count(conn: Conn) -> int:
     """Rows in ``_honker_notifications`` (never pruned automatically)."""
     row = _one(conn, "SELECT COUNT(*) FROM _honker_notifications")
     return int(row[0]) if row else 0
+
+
+# -- live workers, metrics, tracing (extra tables) ------------------------------------
+
+_WORKER_ALIVE = f"last_seen >= {NOW} - GREATEST(3 * heartbeat_s, 2)"
+
+
+def worker_register(
+    conn: Conn,
+    worker_id: str,
+    host: str,
+    pid: int,
+    queues_json: str,
+    concurrency: int,
+    heartbeat_s: float,
+) -> None:
+    """Insert (or replace) this worker's row, and prune rows of long-gone workers."""
+    conn.execute(
+        "INSERT INTO _honker_workers (id, host, pid, queues, concurrency, heartbeat_s, "
+        f"started_at, last_seen, running) VALUES (%s, %s, %s, %s, %s, %s, {NOW}, {NOW}, '[]') "
+        "ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, "
+        "queues = EXCLUDED.queues, concurrency = EXCLUDED.concurrency, "
+        "heartbeat_s = EXCLUDED.heartbeat_s, started_at = EXCLUDED.started_at, "
+        "last_seen = EXCLUDED.last_seen, running = EXCLUDED.running",
+        (worker_id, host, pid, queues_json, concurrency, heartbeat_s),
+    )
+    worker_prune(conn)
+
+
+def worker_heartbeat(conn: Conn, worker_id: str, running_json: str) -> bool:
+    """Refresh ``last_seen`` and the running job ids; False if the row was pruned."""
+    sql = f"UPDATE _honker_workers SET last_seen = {NOW}, running = %s WHERE id = %s"
+    return _count(conn, sql, (running_json, worker_id)) > 0
+
+
+def worker_deregister(conn: Conn, worker_id: str) -> bool:
+    """Delete this worker's row (clean stop)."""
+    return _count(conn, "DELETE FROM _honker_workers WHERE id = %s", (worker_id,)) > 0
+
+
+def worker_prune(conn: Conn, older_than_s: int = WORKER_PRUNE_AFTER_S) -> int:
+    """Delete rows of workers not seen for ``older_than_s`` seconds."""
+    sql = f"DELETE FROM _honker_workers WHERE last_seen < {NOW} - %s"
+    return _count(conn, sql, (older_than_s,))
+
+
+def workers_list(conn: Conn, include_gone: bool) -> list[Row]:
+    """Worker rows per WORKER_COLUMNS (``alive`` computed), oldest first."""
+    where = "" if include_gone else f" WHERE {_WORKER_ALIVE}"
+    return _all(
+        conn,
+        "SELECT id, host, pid, queues, concurrency, heartbeat_s, started_at, last_seen, "
+        f"running, ({_WORKER_ALIVE})::int FROM _honker_workers{where} ORDER BY started_at, id",
+    )
+
+
+def workers_alive_count(conn: Conn) -> int:
+    """Number of live workers (heartbeat seen within three intervals)."""
+    row = _one(conn, f"SELECT COUNT(*) FROM _honker_workers WHERE {_WORKER_ALIVE}")
+    return int(row[0]) if row else 0
+
+
+def job_trace_save(conn: Conn, job_id: int, carrier_json: str) -> None:
+    """Store the trace context of a job (same transaction as its enqueue)."""
+    conn.execute(
+        "INSERT INTO _honker_job_trace (job_id, carrier) VALUES (%s, %s) "
+        "ON CONFLICT (job_id) DO UPDATE SET carrier = EXCLUDED.carrier",
+        (job_id, carrier_json),
+    )
+
+
+def job_trace_get(conn: Conn, job_id: int) -> str | None:
+    """The stored trace context of a job, or None."""
+    row = _one(conn, "SELECT carrier FROM _honker_job_trace WHERE job_id = %s", (job_id,))
+    return None if row is None else str(row[0])
+
+
+def job_trace_prune(conn: Conn, after_id: int, limit: int) -> tuple[int, int]:
+    """Delete trace rows of jobs that left ``_honker_live`` among the next ``limit`` rows
+    after ``after_id``; ``(deleted, next_after_id)`` (0 once the end is reached)."""
+    rows = _all(
+        conn,
+        "SELECT job_id, EXISTS (SELECT 1 FROM _honker_live WHERE id = job_id) "
+        "FROM _honker_job_trace WHERE job_id > %s ORDER BY job_id LIMIT %s",
+        (after_id, limit),
+    )
+    gone = [int(r[0]) for r in rows if not r[1]]
+    if gone:
+        conn.execute("DELETE FROM _honker_job_trace WHERE job_id = ANY(%s::bigint[])", (gone,))
+    return len(gone), (int(rows[-1][0]) if len(rows) == limit else 0)
+
+
+METRICS_PENDING_SQL = (
+    f"SELECT queue, count(*) FILTER (WHERE run_at <= {NOW}), "
+    f"count(*) FILTER (WHERE run_at > {NOW}), MIN(run_at), {NOW} "
+    "FROM _honker_live WHERE state = 'pending' GROUP BY queue"
+)
+METRICS_PROCESSING_SQL = (
+    "SELECT queue, COUNT(*) FROM _honker_live WHERE state = 'processing' GROUP BY queue"
+)
+METRICS_DEAD_SQL = "SELECT queue, COUNT(*) FROM _honker_dead GROUP BY queue"
+METRICS_OUTCOMES_SQL = (
+    "SELECT queue, "
+    + ", ".join(
+        f"COALESCE(SUM({col}) FILTER (WHERE bucket > {NOW} - {window}), 0)"
+        for window in (60, 3600, 86400)
+        for col in ("done", "dead")
+    )
+    + f" FROM _honker_stats WHERE bucket > {NOW} - 86400 GROUP BY queue"
+)
+METRICS_CONSUMERS_SQL = (
+    'SELECT c.topic, c.name, c."offset", (SELECT COUNT(*) FROM _honker_stream s '
+    'WHERE s.topic = c.topic AND s."offset" > c."offset") '
+    "FROM _honker_stream_consumers c ORDER BY c.topic, c.name"
+)
+METRICS_QUERIES = (
+    METRICS_PENDING_SQL,
+    METRICS_PROCESSING_SQL,
+    METRICS_DEAD_SQL,
+    METRICS_OUTCOMES_SQL,
+    METRICS_CONSUMERS_SQL,
+)
+
+
+def metrics_snapshot(conn: Conn) -> dict[str, list[Row]]:
+    """Everything one metrics scrape needs, in one REPEATABLE READ transaction."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        return {
+            "pending": _all(conn, METRICS_PENDING_SQL),
+            "processing": _all(conn, METRICS_PROCESSING_SQL),
+            "dead": _all(conn, METRICS_DEAD_SQL),
+            "outcomes": _all(conn, METRICS_OUTCOMES_SQL),
+            "consumers": _all(conn, METRICS_CONSUMERS_SQL),
+            "workers": [(workers_alive_count(conn),)],
+        }
+    finally:
+        conn.execute("COMMIT")
+
+
+# -- unique jobs, paused queues (extra tables _honker_unique, _honker_paused) ---------
+
+_UNIQUE_LOOKUP = (
+    f"SELECT job_id, COALESCE(until > {NOW}, false), "
+    "EXISTS (SELECT 1 FROM _honker_live WHERE _honker_live.id = _honker_unique.job_id) "
+    "FROM _honker_unique WHERE queue = %s AND key = %s"
+)
+
+
+def enqueue_unique(
+    conn: Conn,
+    queue: str,
+    payload: str,
+    run_at: int | None,
+    delay: int | None,
+    priority: int,
+    max_attempts: int,
+    expires: int | None,
+    unique_key: str,
+    unique_for_s: int | None,
+) -> tuple[int, bool]:
+    """:func:`enqueue` unless ``unique_key`` is held on ``queue``; ``(job id, inserted)``.
+
+    The key row is locked first (an upsert placeholder, then ``FOR UPDATE``), so concurrent
+    enqueues of one key from any host make exactly one job.
+    """
+    conn.execute(
+        "INSERT INTO _honker_unique (queue, key, job_id, window_s, until) "
+        "VALUES (%s, %s, 0, 0, 0) ON CONFLICT (queue, key) DO NOTHING",
+        (queue, unique_key),
+    )
+    row = _one(conn, _UNIQUE_LOOKUP + " FOR UPDATE", (queue, unique_key))
+    if row is not None and (row[1] or row[2]):
+        return int(row[0]), False
+    job_id = enqueue(conn, queue, payload, run_at, delay, priority, max_attempts, expires)
+    conn.execute(
+        "UPDATE _honker_unique SET job_id = %s, window_s = %s, until = NULL "
+        "WHERE queue = %s AND key = %s",
+        (job_id, unique_for_s or 0, queue, unique_key),
+    )
+    conn.execute(
+        "DELETE FROM _honker_unique WHERE (queue, key) IN (SELECT queue, key FROM "
+        f"_honker_unique WHERE until <= {NOW} ORDER BY until LIMIT 16 FOR UPDATE SKIP LOCKED)"
+    )
+    return job_id, True
+
+
+def unique_release(conn: Conn, job_ids: Sequence[int]) -> None:
+    """Release the unique keys held by jobs that just left ``_honker_live`` (a key with a
+    window stays held by the same job id until ``window_s`` from now)."""
+    if not job_ids or _one(conn, "SELECT 1 FROM _honker_unique LIMIT 1") is None:
+        return
+    conn.execute(
+        "WITH gone AS (DELETE FROM _honker_unique WHERE job_id = ANY(%s::bigint[]) "
+        "RETURNING queue, key, job_id, window_s) "
+        "INSERT INTO _honker_unique (queue, key, job_id, window_s, until) "
+        f"SELECT queue, key, job_id, window_s, {NOW} + window_s FROM gone WHERE window_s > 0",
+        (list(job_ids),),
+    )
+
+
+def unique_holder(conn: Conn, queue: str, unique_key: str) -> int | None:
+    """Id of the job holding ``unique_key`` on ``queue`` (live or in its window), or None."""
+    row = _one(conn, _UNIQUE_LOOKUP, (queue, unique_key))
+    return int(row[0]) if row is not None and (row[1] or row[2]) else None
+
+
+def queue_pause(conn: Conn, queue: str) -> bool:
+    """Mark ``queue`` paused; True if it was not paused already."""
+    sql = "INSERT INTO _honker_paused (queue) VALUES (%s) ON CONFLICT (queue) DO NOTHING"
+    return _count(conn, sql, (queue,)) > 0
+
+
+def queue_resume(conn: Conn, queue: str) -> bool:
+    """Unmark ``queue`` paused; True if it was paused."""
+    return _count(conn, "DELETE FROM _honker_paused WHERE queue = %s", (queue,)) > 0
+
+
+def queue_is_paused(conn: Conn, queue: str) -> bool:
+    """Whether ``queue`` is paused (one primary-key lookup)."""
+    return _one(conn, "SELECT 1 FROM _honker_paused WHERE queue = %s", (queue,)) is not None
+
+
+def paused_queues(conn: Conn) -> list[str]:
+    """Names of the paused queues, sorted."""
+    return [str(r[0]) for r in _all(conn, "SELECT queue FROM _honker_paused ORDER BY queue")]

@@ -26,7 +26,7 @@ from typing import Any
 
 from .._schema import JOBS_VIEW_DDL
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: workers, job traces, unique keys, paused queues
 
 # The server's "now" in unix seconds, fixed for one statement (statement_timestamp() is
 # STABLE, so it may bound an index scan), truncated like SQLite's unixepoch().
@@ -137,6 +137,37 @@ TABLES_DDL: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS _honker_notify_channels (
       channel TEXT PRIMARY KEY
     )""",
+    f"""CREATE TABLE IF NOT EXISTS _honker_workers (
+      id TEXT PRIMARY KEY,
+      host TEXT NOT NULL,
+      pid BIGINT NOT NULL,
+      queues TEXT NOT NULL DEFAULT '[]',
+      concurrency BIGINT NOT NULL DEFAULT 1,
+      heartbeat_s DOUBLE PRECISION NOT NULL DEFAULT 5,
+      started_at BIGINT NOT NULL DEFAULT {NOW},
+      last_seen BIGINT NOT NULL DEFAULT {NOW},
+      running TEXT NOT NULL DEFAULT '[]'
+    )""",
+    """CREATE TABLE IF NOT EXISTS _honker_job_trace (
+      job_id BIGINT PRIMARY KEY,
+      carrier TEXT NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS _honker_dead_queue ON _honker_dead (queue)""",
+    """CREATE TABLE IF NOT EXISTS _honker_unique (
+      queue TEXT NOT NULL,
+      key TEXT NOT NULL,
+      job_id BIGINT NOT NULL,
+      window_s BIGINT NOT NULL DEFAULT 0,
+      until BIGINT,
+      PRIMARY KEY (queue, key)
+    )""",
+    """CREATE INDEX IF NOT EXISTS _honker_unique_job ON _honker_unique (job_id)""",
+    """CREATE INDEX IF NOT EXISTS _honker_unique_until
+      ON _honker_unique (until) WHERE until IS NOT NULL""",
+    f"""CREATE TABLE IF NOT EXISTS _honker_paused (
+      queue TEXT PRIMARY KEY,
+      paused_at BIGINT NOT NULL DEFAULT {NOW}
+    )""",
     f"""CREATE TABLE IF NOT EXISTS _honker_schema_version (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       version INTEGER NOT NULL,
@@ -159,6 +190,10 @@ EXPECTED_TABLES = (
     "_honker_stream_topics",
     "_honker_notify_channels",
     "_honker_schema_version",
+    "_honker_workers",
+    "_honker_job_trace",
+    "_honker_unique",
+    "_honker_paused",
 )
 
 # Advisory lock class (first key) for schema installation; the second key is the schema.
