@@ -11,12 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 import honker
 from helpers import ROOT
-
-pytestmark = pytest.mark.engines
 
 APP = """
 import asyncio, contextlib, os
