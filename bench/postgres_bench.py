@@ -64,6 +64,59 @@ def claim_cost_ms(url: str, pending: int, sample: int = 500) -> float:
     return cost
 
 
+PROC_APP = """
+import os, procrastinate
+app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=os.environ["BENCH_URL"]))
+
+@app.task(queue="bench", name="square")
+def square(x):
+    return x * x
+"""
+
+PROC_RUN = """
+import asyncio, sys, time
+from procapp import app, square
+
+async def main():
+    async with app.open_async():
+        if sys.argv[1] == "setup":
+            await app.schema_manager.apply_schema_async()
+            await square.batch_defer_async(*[{"x": i} for i in range(int(sys.argv[2]))])
+            return
+        start = time.perf_counter()
+        await app.run_worker_async(
+            queues=["bench"], concurrency=4, wait=False, install_signal_handlers=False
+        )
+        print(int(sys.argv[2]) / (time.perf_counter() - start))
+
+asyncio.run(main())
+"""
+
+
+def procrastinate_rate(url: str, n: int) -> float | None:
+    """procrastinate's worker (concurrency 4, sync task) draining ``n`` jobs deferred
+    beforehand, on the same server; None when procrastinate is not installed."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    if importlib.util.find_spec("procrastinate") is None:
+        return None
+    with tempfile.TemporaryDirectory() as appdir:
+        with open(os.path.join(appdir, "procapp.py"), "w") as f:
+            f.write(PROC_APP)
+        env = dict(os.environ, BENCH_URL=url, PYTHONPATH=appdir)
+        for step in ("setup", "work"):
+            out = subprocess.run(
+                [sys.executable, "-c", PROC_RUN, step, str(n)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        return float(out.stdout.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
@@ -98,6 +151,14 @@ def main() -> None:
             kind = "async task" if task == "asquare" else "sync task (thread)"
             rate = tasks_bench.run(n, 4, task, cluster.fresh_url())
             print(f"{kind:>20}: {rate:9,.0f} tasks/s (n={n})")
+        proc = procrastinate_rate(cluster.fresh_url(), n)
+        if proc is None:
+            print("procrastinate: not installed (pip install procrastinate), not compared")
+        else:
+            print(
+                f"{'procrastinate worker':>20}: {proc:9,.0f} tasks/s (concurrency 4, sync task, "
+                f"jobs deferred beforehand; n={n})"
+            )
         header("PostgreSQL: wake latency (commit of a notify -> listener in another process)")
         lat, used, elapsed = wake_latency.measure_latency(cluster.fresh_url(), "polling", 1000)
         print(f"{summary_ms(lat)}")
