@@ -52,7 +52,17 @@ def start_worker(db_path: str, *args: str) -> Child:
     return child
 
 
-COMMANDS = ("worker", "scheduler", "stats", "jobs", "job", "retry", "discard", "dashboard")
+COMMANDS = (
+    "worker",
+    "scheduler",
+    "stats",
+    "jobs",
+    "job",
+    "retry",
+    "discard",
+    "dashboard",
+    "prune",
+)
 
 
 def test_help_is_readable_and_lists_each_command_once() -> None:

@@ -21,6 +21,7 @@ def test_queue_stats_and_outcome_counters(db: honker.Database) -> None:
         "done_last_minute": 0,
         "dead_last_minute": 0,
         "paused": False,
+        "cancelled_last_minute": 0,
     }
     for i in range(5):
         q.enqueue(i)

@@ -296,11 +296,24 @@ def test_cancel_pending_and_in_flight(db: honker.Database) -> None:
     assert job is not None and job.id == in_flight
     assert q.cancel(pending) is True
     assert q.get_job(pending) is None
-    assert q.cancel(in_flight) is True
-    assert q.cancel(in_flight) is False
+    assert q.cancel(in_flight, force=True) is True  # deleted under its worker
+    assert q.cancel(in_flight, force=True) is False
     assert job.ack() is False
     assert job.heartbeat() is False
     assert dead_rows(db) == []
+
+
+def test_cancel_of_a_claimed_job_records_a_request(db: honker.Database) -> None:
+    q = db.queue("q")
+    running = q.enqueue("first")
+    job = q.claim_one("w")
+    assert job is not None and job.id == running
+    assert q.cancel(running) is True  # a request: the job stays with its worker
+    assert q.cancel(running) is False  # one already waits
+    assert (q.get_job(running) or {})["state"] == "processing"
+    assert db.engine.read(db.engine.ops.cancel_requests, [running]) == [running]
+    with pytest.raises(ValueError, match="exclude each other"):
+        q.cancel(running, pending_only=True, force=True)
 
 
 def test_cancel_does_not_touch_dead_rows(db: honker.Database) -> None:
@@ -331,7 +344,10 @@ def test_get_job(db: honker.Database) -> None:
         "max_attempts",
         "created_at",
         "expires_at",
+        "last_error",
+        "progress",
     }
+    assert row["last_error"] is None and row["progress"] is None
     assert row["payload"] == '{"a": 1}'
     assert (row["state"], row["priority"], row["attempts"]) == ("pending", 3, 0)
     assert row["expires_at"] == row["created_at"] + 60
@@ -354,7 +370,7 @@ def test_ack_batch_counts_only_valid_claims(db: honker.Database) -> None:
     ids = [q.enqueue(i) for i in range(4)]
     jobs = q.claim_batch("w", 4)
     assert q.ack_batch([], "w") == 0
-    q.cancel(ids[0])
+    q.cancel(ids[0], force=True)
     age(db, ids[1], 400)
     assert q.ack_batch([j.id for j in jobs], "w") == 2
     assert q.ack_batch([j.id for j in jobs], "w") == 0
@@ -532,7 +548,7 @@ def test_outcomes_join_the_callers_transaction(db: honker.Database) -> None:
     with pytest.raises(KeyError), db.transaction() as tx:
         jobs[a].fail("nope", tx=tx)
         jobs[b].retry(0, "again", tx=tx)
-        q.cancel(c, tx=tx)
+        q.cancel(c, force=True, tx=tx)
         raise KeyError
     assert {r["id"]: r["state"] for r in db.query("SELECT id, state FROM _honker_live")} == {
         a: "processing",
@@ -541,7 +557,7 @@ def test_outcomes_join_the_callers_transaction(db: honker.Database) -> None:
     }
     with db.transaction() as tx:
         assert jobs[a].fail("nope", tx=tx) and jobs[b].retry(0, "again", tx=tx)
-        assert q.cancel(c, tx=tx)
+        assert q.cancel(c, force=True, tx=tx)
     assert db.query("SELECT id FROM _honker_dead") == [{"id": a}]
     assert [r["id"] for r in db.query("SELECT id FROM _honker_live")] == [b]
 

@@ -217,6 +217,7 @@ def run(marker: str) -> dict:
 def test_outcome_of_a_lapsed_claim_writes_nothing(tmp_path: Path, children: list[Child]) -> None:
     db_path = str(tmp_path / "app.db")
     (tmp_path / "slowapp.py").write_text(SLOW_WORKER_APP)
+    # this checkout's src (a relative "src" would resolve under tmp_path: another install)
     env = dict(os.environ, APP_DB=db_path, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT / 'src'}")
     db = honker.open(db_path)
     q = db.queue("slow", visibility_timeout_s=1)

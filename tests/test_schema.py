@@ -121,6 +121,39 @@ EXTRA_TABLES = {
         ("queue", "TEXT", 1, None, 1),
         ("paused_at", "INTEGER", 1, "unixepoch()", 0),
     ],
+    # jobs: cancel, progress, failed results, attempt history (i15-jobs)
+    "_honker_job_cancel": [
+        ("job_id", "INTEGER", 0, None, 1),
+        ("queue", "TEXT", 1, None, 0),
+        ("requested_at", "INTEGER", 1, "unixepoch()", 0),
+        ("cancelled_at", "INTEGER", 0, None, 0),
+    ],
+    "_honker_job_progress": [
+        ("job_id", "INTEGER", 0, None, 1),
+        ("fraction", "REAL", 0, None, 0),
+        ("message", "TEXT", 0, None, 0),
+        ("updated_at", "INTEGER", 1, "unixepoch()", 0),
+    ],
+    "_honker_job_errors": [
+        ("job_id", "INTEGER", 0, None, 1),
+        ("error", "TEXT", 1, None, 0),
+        ("at", "INTEGER", 1, "unixepoch()", 0),
+    ],
+    "_honker_job_attempts": [
+        ("job_id", "INTEGER", 1, None, 1),
+        ("attempt", "INTEGER", 1, None, 2),
+        ("worker_id", "TEXT", 0, None, 0),
+        ("started_at", "REAL", 0, None, 0),
+        ("ended_at", "REAL", 1, None, 0),
+        ("duration_s", "REAL", 0, None, 0),
+        ("outcome", "TEXT", 1, None, 0),
+        ("error", "TEXT", 0, None, 0),
+    ],
+    "_honker_stats_cancelled": [
+        ("queue", "TEXT", 1, None, 1),
+        ("bucket", "INTEGER", 1, None, 2),
+        ("cancelled", "INTEGER", 1, "0", 0),
+    ],
 }
 
 EXPECTED_INDEXES = {
@@ -149,6 +182,12 @@ EXPECTED_INDEXES = {
     # unique keys by job id (released on ack) and finished windows by expiry
     "_honker_unique_job": ("_honker_unique", ["job_id"], [0], None),
     "_honker_unique_until": ("_honker_unique", ["until"], [0], "until IS NOT NULL"),
+    # retention's age indexes (i15-jobs): old rows are found without a scan
+    "_honker_dead_died": ("_honker_dead", ["died_at"], [0], None),
+    "_honker_job_cancel_age": ("_honker_job_cancel", ["requested_at"], [0], None),
+    "_honker_job_progress_age": ("_honker_job_progress", ["updated_at"], [0], None),
+    "_honker_job_errors_age": ("_honker_job_errors", ["at"], [0], None),
+    "_honker_job_attempts_age": ("_honker_job_attempts", ["ended_at"], [0], None),
 }
 
 

@@ -905,6 +905,12 @@ EXTRA_TABLES = {
     "_honker_job_trace",
     "_honker_unique",
     "_honker_paused",
+    # jobs: cancel, progress, failed results, attempt history (i15-jobs)
+    "_honker_job_cancel",
+    "_honker_job_progress",
+    "_honker_job_errors",
+    "_honker_job_attempts",
+    "_honker_stats_cancelled",
 }
 
 

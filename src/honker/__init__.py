@@ -7,13 +7,24 @@ process wake within about a millisecond of the commit.
 
 from ._database import Database, open
 from ._database import Transaction as Transaction
-from ._errors import LeadershipLost, LockHeld, Retryable, Snooze, UnknownTaskError
+from ._errors import (
+    JobCancelled,
+    LeadershipLost,
+    LockHeld,
+    Retryable,
+    Snooze,
+    TaskCancelled,
+    TaskFailed,
+    UnknownTaskError,
+)
 from ._extension import EXTENSION_ENTRYPOINT, extension_info, load_extension
+from ._jobcontext import JobContext, current_job
 from ._sqlfunctions import attach as attach
 from ._watcher import UpdateEvents as UpdateEvents
 from .notify import Listener, Notification
 from .outbox import Outbox
 from .queue import Job, Queue
+from .retention import Retention
 from .scheduler import CronSchedule, Scheduler, crontab, every_s
 from .stream import Event, Stream
 from .tasks import TaskResult, registry, run_workers
@@ -26,19 +37,25 @@ __all__ = [
     "Database",
     "Event",
     "Job",
+    "JobCancelled",
+    "JobContext",
     "LeadershipLost",
     "Listener",
     "LockHeld",
     "Notification",
     "Outbox",
     "Queue",
+    "Retention",
     "Retryable",
     "Scheduler",
     "Snooze",
     "Stream",
+    "TaskCancelled",
+    "TaskFailed",
     "TaskResult",
     "UnknownTaskError",
     "crontab",
+    "current_job",
     "every_s",
     "extension_info",
     "load_extension",

@@ -48,9 +48,13 @@ class Database:
         max_readers: int = 8,
         watcher_backend: str | None = None,
         watcher_poll_interval_ms: int | None = None,
+        retention: Any = None,
         *,
         engine: Any = None,
     ) -> None:
+        from .retention import Retention
+
+        self.retention: Retention = Retention.of(retention)  # checked before any I/O
         if engine is None:
             engine = SqliteEngine(path, max_readers, watcher_backend, watcher_poll_interval_ms)
         self._engine: Engine = engine
@@ -351,6 +355,7 @@ def open(
     max_readers: int = 8,
     watcher_backend: str | None = None,
     watcher_poll_interval_ms: int | None = None,
+    retention: Any = None,
     *,
     schema: str | None = None,
 ) -> Database:
@@ -360,6 +365,11 @@ def open(
     registers ``notify()`` and the ``honker_*`` SQL functions on the writer connection and
     installs the schema. The update watcher starts lazily on the first subscription.
 
+    ``retention`` (a dict or :class:`honker.Retention`, e.g. ``{"dead": "30d", "results":
+    "1h"}``) says how long dead jobs, results, notifications, stream events and job
+    history are kept; the scheduler leader (or one worker) applies it. Default: only
+    expired results (and this library's history of gone jobs, after an hour) are pruned.
+
     A ``postgresql://`` (or ``postgres://``) URL opens the same API on a PostgreSQL server
     instead (the ``honker[postgres]`` extra; ``schema=`` picks the schema, ``max_readers``
     bounds the connection pool): see docs/postgres.md.
@@ -367,8 +377,11 @@ def open(
     from . import postgres
 
     if postgres.is_url(path):  # honker[postgres]: see docs/postgres.md
+        from .retention import Retention
+
+        checked = Retention.of(retention)  # before any I/O
         engine = postgres.engine(path, schema, max_readers, watcher_backend)
-        return Database(path, engine=engine)
+        return Database(path, retention=checked, engine=engine)
     if schema is not None:
         raise ValueError("schema= applies only to PostgreSQL URLs (postgresql://...)")
-    return Database(path, max_readers, watcher_backend, watcher_poll_interval_ms)
+    return Database(path, max_readers, watcher_backend, watcher_poll_interval_ms, retention)

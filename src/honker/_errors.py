@@ -77,6 +77,41 @@ class UnknownTaskError(Exception):
     """A job names a task that is not registered in this process."""
 
 
+# -- jobs: cancel, failed results (honker for Python only) --
+
+
+class JobCancelled(Exception):
+    """Raised inside a task (by ``honker.current_job().raise_if_cancelled()``) to end the
+    job as cancelled: it leaves the queue, and its ``TaskResult`` raises ``TaskCancelled``."""
+
+
+class TaskFailed(Exception):
+    """``TaskResult.get()``/``aget()``: the job was dead-lettered.
+
+    ``error`` is its last error (message and traceback), ``attempts`` how many attempts it
+    made, ``task_name`` the task it ran (``None`` for a raw payload), ``job_id`` its id.
+    """
+
+    def __init__(self, job_id: int, task_name: str | None, attempts: int, error: str | None):
+        first = (error or "").splitlines()[0] if error else "no error recorded"
+        super().__init__(
+            f"task {task_name or '?'} (job {job_id}) failed after {attempts} attempt(s): {first}"
+        )
+        self.job_id = job_id
+        self.task_name = task_name
+        self.attempts = attempts
+        self.error = error
+
+
+class TaskCancelled(Exception):
+    """``TaskResult.get()``/``aget()``: the job was cancelled (``q.cancel(id)``)."""
+
+    def __init__(self, job_id: int, task_name: str | None = None):
+        super().__init__(f"task {task_name or '?'} (job {job_id}) was cancelled")
+        self.job_id = job_id
+        self.task_name = task_name
+
+
 # sqlite3 reports an exception raised inside a Python-defined SQL function only as this
 # fixed text; the honker_* wrappers record the real reason per thread (see _sqlfunctions).
 UDF_FAILED_MESSAGE = "user-defined function raised exception"

@@ -68,9 +68,10 @@ class WorkerObserver:
     ) -> None:
         """The job's outcome is committed (or known lapsed).
 
-        ``outcome`` is one of ``'done'``, ``'retried'``, ``'dead'``, ``'lapsed'`` (the claim
-        was lost; nothing was written), ``'released'`` (handed back at shutdown) or
-        ``'snoozed'`` (the task raised ``honker.Snooze``: pending again, attempt given back).
+        ``outcome`` is one of ``'done'``, ``'retried'``, ``'dead'``, ``'cancelled'`` (ended
+        by a cancel request), ``'lapsed'`` (the claim was lost; nothing was written),
+        ``'released'`` (handed back at shutdown) or ``'snoozed'`` (the task raised
+        ``honker.Snooze``: pending again, attempt given back).
         """
 
 

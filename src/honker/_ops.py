@@ -363,14 +363,25 @@ def retry(conn: sqlite3.Connection, job_id: int, worker_id: str, delay_s: int, e
 
     Returns False (and changes nothing) when the claim is no longer valid.
     """
+    return _retry_outcome(conn, job_id, worker_id, delay_s, error) is not None
+
+
+def _retry_outcome(
+    conn: sqlite3.Connection, job_id: int, worker_id: str, delay_s: int, error: str
+) -> str | None:
+    """:func:`retry`, telling what happened: "retried", "dead" or None (claim lapsed).
+
+    A retried job's error is kept in ``_honker_job_errors`` (its last error while live).
+    """
     cur = conn.execute(
         "UPDATE _honker_live SET state = 'pending', run_at = unixepoch() + ?, "
         f"worker_id = NULL, claim_expires_at = NULL WHERE {_HELD} AND attempts < max_attempts",
         (delay_s, job_id, worker_id),
     )
     if cur.rowcount:
-        return True
-    return _move_to_dead(conn, _HELD, (job_id, worker_id), error) > 0
+        job_error_save(conn, job_id, error)
+        return "retried"
+    return "dead" if _move_to_dead(conn, _HELD, (job_id, worker_id), error) > 0 else None
 
 
 def fail(conn: sqlite3.Connection, job_id: int, worker_id: str, error: str) -> bool:
@@ -882,11 +893,15 @@ def scheduler_update(
 #   ("dead", job_id, None, error)                       dead-letter at once
 #   ("release", job_id, None, None)                     hand back untouched (shutdown)
 #   ("snooze", job_id, delay_s, None)                   pending after delay_s, attempt given back
+#   ("cancelled", job_id, None, None)                   ended by a cancel request
 Outcome = tuple[str, int, Any, Any]
 
 
 def apply_outcomes(
-    conn: sqlite3.Connection, worker_id: str, outcomes: Sequence[Outcome]
+    conn: sqlite3.Connection,
+    worker_id: str,
+    outcomes: Sequence[Outcome],
+    history: Sequence[AttemptRow | None] | None = None,
 ) -> list[bool]:
     """Record many finished jobs of ``worker_id`` in the caller's transaction.
 
@@ -895,8 +910,13 @@ def apply_outcomes(
     not even its result. Acks are one ``DELETE … RETURNING`` for the whole batch and the
     done counter is one UPSERT per queue, so a flush costs a handful of statements however
     many jobs it carries.
+
+    ``history`` (parallel to ``outcomes``) holds each attempt's row for
+    ``_honker_job_attempts``; the rows of outcomes that took effect are written with one
+    ``executemany`` (see :func:`attempts_record`).
     """
     applied = [False] * len(outcomes)
+    written: list[str | None] = [None] * len(outcomes)
     done = [i for i, o in enumerate(outcomes) if o[0] == "done"]
     if done:
         ids = json.dumps([outcomes[i][1] for i in done])
@@ -912,6 +932,7 @@ def apply_outcomes(
             _, job_id, text, ttl_s = outcomes[i]
             if job_id in acked:
                 applied[i] = True
+                written[i] = "done"
                 if text is not None:
                     results.append((job_id, text, ttl_s))
         if results:
@@ -920,13 +941,24 @@ def apply_outcomes(
         unique_release(conn, [row[0] for row in rows])
     for i, (kind, job_id, arg, error) in enumerate(outcomes):
         if kind == "retry":
-            applied[i] = retry(conn, job_id, worker_id, int(arg), str(error))
+            if cancel_requested(conn, job_id):  # a retry of a job asked to stop: stop
+                written[i] = "cancelled" if job_cancel_finish(conn, job_id, worker_id) else None
+            else:
+                written[i] = _retry_outcome(conn, job_id, worker_id, int(arg), str(error))
+            applied[i] = written[i] is not None
         elif kind == "dead":
             applied[i] = fail(conn, job_id, worker_id, str(error))
+            written[i] = "dead" if applied[i] else None
         elif kind == "release":
             applied[i] = release_claim(conn, job_id, worker_id)
         elif kind == "snooze":
             applied[i] = snooze(conn, job_id, worker_id, int(arg))
+            written[i] = "snoozed" if applied[i] else None
+        elif kind == "cancelled":
+            applied[i] = job_cancel_finish(conn, job_id, worker_id)
+            written[i] = "cancelled" if applied[i] else None
+    if history:
+        attempts_record(conn, history, written)
     return applied
 
 
@@ -937,6 +969,7 @@ def claim_cycle(
     n: int,
     visibility_s: int,
     outcomes: Sequence[Outcome],
+    history: Sequence[AttemptRow | None] | None = None,
 ) -> tuple[list[bool], list[Row], int]:
     """One worker round trip: record ``outcomes``, then claim up to ``n`` jobs.
 
@@ -944,7 +977,7 @@ def claim_cycle(
     (see :func:`queue_next_claim_at`) is read only when fewer than ``n`` jobs were claimed
     (0 otherwise), so an idle worker learns its next deadline in the same transaction.
     """
-    applied = apply_outcomes(conn, worker_id, outcomes) if outcomes else []
+    applied = apply_outcomes(conn, worker_id, outcomes, history) if outcomes else []
     rows = claim_batch(conn, queue, worker_id, n, visibility_s) if n > 0 else []
     next_at = queue_next_claim_at(conn, queue) if len(rows) < n else 0
     return applied, rows, next_at
@@ -989,7 +1022,9 @@ _LIVE_DETAIL = (
     "SELECT id, queue, CAST(payload AS BLOB) AS payload, "
     "CASE WHEN state = 'pending' AND run_at > unixepoch() THEN 'delayed' ELSE state END AS state, "
     "priority, run_at, worker_id, claim_expires_at, attempts, max_attempts, created_at, "
-    "expires_at, NULL AS last_error, NULL AS died_at FROM _honker_live"
+    "expires_at, "
+    "(SELECT error FROM _honker_job_errors WHERE job_id = _honker_live.id) AS last_error, "
+    "NULL AS died_at FROM _honker_live"
 )
 _DEAD_DETAIL = (
     "SELECT id, queue, CAST(payload AS BLOB) AS payload, 'dead' AS state, priority, run_at, "
@@ -1041,6 +1076,7 @@ def queue_stats(conn: sqlite3.Connection, queue: str) -> dict[str, int | None]:
         "done_last_minute": int(recent[0]),
         "dead_last_minute": int(recent[1]),
         "paused": queue_is_paused(conn, queue),
+        "cancelled_last_minute": cancelled_since(conn, queue, 60),
     }
 
 
@@ -1456,3 +1492,325 @@ def queue_is_paused(conn: sqlite3.Connection, queue: str) -> bool:
 def paused_queues(conn: sqlite3.Connection) -> list[str]:
     """Names of the paused queues, sorted."""
     return [r[0] for r in conn.execute("SELECT queue FROM _honker_paused ORDER BY queue")]
+
+
+# -- jobs: cancel, progress, failed results, attempt history, retention (i15-jobs) -------
+# Extra tables of this library only (see _schema.JOBS_META_DDL): _honker_job_cancel,
+# _honker_job_progress, _honker_job_errors, _honker_job_attempts, _honker_stats_cancelled.
+
+# One attempt for _honker_job_attempts, as the worker hands it to apply_outcomes:
+# (job_id, attempt, worker_id, started_at, ended_at, duration_s, error)
+AttemptRow = tuple[int, int, str | None, float | None, float, float | None, str | None]
+ATTEMPTS_KEEP = 20
+ATTEMPT_COLUMNS = (
+    "attempt",
+    "worker_id",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "outcome",
+    "error",
+)
+_IDS = "SELECT value FROM json_each(?)"
+
+
+def attempts_record(
+    conn: sqlite3.Connection,
+    history: Sequence[AttemptRow | None],
+    outcomes: Sequence[str | None],
+) -> int:
+    """Write the attempt rows whose outcome took effect (``outcomes[i]`` not None).
+
+    One ``executemany`` per call; only a job past ``ATTEMPTS_KEEP`` attempts costs one more
+    statement, which drops its oldest rows so at most the last 20 are kept.
+    """
+    rows = [
+        (*h[:6], outcome, h[6])
+        for h, outcome in zip(history, outcomes, strict=False)
+        if h is not None and outcome is not None
+    ]
+    if not rows:
+        return 0
+    conn.executemany(
+        "INSERT OR REPLACE INTO _honker_job_attempts (job_id, attempt, worker_id, started_at, "
+        "ended_at, duration_s, outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    old = [(r[0], r[1] - ATTEMPTS_KEEP) for r in rows if r[1] > ATTEMPTS_KEEP]
+    if old:
+        conn.executemany("DELETE FROM _honker_job_attempts WHERE job_id = ? AND attempt <= ?", old)
+    return len(rows)
+
+
+def attempts_list(conn: sqlite3.Connection, job_id: int) -> list[dict[str, Any]]:
+    """The recorded attempts of a job (at most the last 20), oldest first."""
+    rows = conn.execute(
+        f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM _honker_job_attempts WHERE job_id = ? "
+        "ORDER BY attempt",
+        (job_id,),
+    ).fetchall()
+    return [dict(zip(ATTEMPT_COLUMNS, r, strict=True)) for r in rows]
+
+
+def job_error_save(conn: sqlite3.Connection, job_id: int, error: str) -> None:
+    """Remember the last error of a live job (written on every retry)."""
+    conn.execute(
+        "INSERT INTO _honker_job_errors (job_id, error) VALUES (?, ?) ON CONFLICT(job_id) "
+        "DO UPDATE SET error = excluded.error, at = unixepoch()",
+        (job_id, error),
+    )
+
+
+def job_error_get(conn: sqlite3.Connection, job_id: int) -> str | None:
+    """The last error recorded for a live job, or None."""
+    row = conn.execute(
+        "SELECT error FROM _honker_job_errors WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def cancel_requested(conn: sqlite3.Connection, job_id: int) -> bool:
+    """Whether a cancel request waits for ``job_id``'s worker."""
+    row = conn.execute(
+        "SELECT 1 FROM _honker_job_cancel WHERE job_id = ? AND cancelled_at IS NULL", (job_id,)
+    ).fetchone()
+    return row is not None
+
+
+def cancel_requests(conn: sqlite3.Connection, job_ids: Sequence[int]) -> list[int]:
+    """Which of ``job_ids`` have a cancel request (one primary-key lookup per id)."""
+    rows = conn.execute(
+        f"SELECT job_id FROM _honker_job_cancel WHERE job_id IN ({_IDS}) AND cancelled_at IS NULL",
+        (json.dumps(list(job_ids)),),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _mark_cancelled(conn: sqlite3.Connection, job_id: int, queue: str) -> None:
+    """Record that a job left ``_honker_live`` by cancellation (and free its unique key)."""
+    unique_release(conn, (job_id,))
+    conn.execute(
+        "INSERT INTO _honker_job_cancel (job_id, queue, cancelled_at) "
+        "VALUES (?, ?, unixepoch()) ON CONFLICT(job_id) DO UPDATE SET cancelled_at = unixepoch()",
+        (job_id, queue),
+    )
+    count_cancelled(conn, queue, 1)
+
+
+CANCEL_MODES = ("request", "pending_only", "force")
+
+
+def cancel_job(conn: sqlite3.Connection, job_id: int, mode: str = "request") -> str | None:
+    """``Queue.cancel``: delete a pending job now, or ask the worker of a processing one.
+
+    ``mode`` "request" (default) records a cancel request for a processing job;
+    "pending_only" leaves a processing job alone; "force" deletes it under its worker (as
+    the SQL function ``honker_cancel`` does). Returns "cancelled" (the job was deleted and
+    recorded as cancelled), "requested" (a request was recorded) or None (nothing to do:
+    unknown, finished, dead, claimed under "pending_only", or a request already waits).
+    """
+    if mode not in CANCEL_MODES:
+        raise ValueError(f"unknown cancel mode {mode!r}; expected one of {CANCEL_MODES}")
+    states = "('pending', 'processing')" if mode == "force" else "('pending')"
+    row = conn.execute(
+        f"DELETE FROM _honker_live WHERE id = ? AND state IN {states} RETURNING queue",
+        (job_id,),
+    ).fetchone()
+    if row is not None:
+        _mark_cancelled(conn, job_id, row[0])
+        return "cancelled"
+    if mode != "request":
+        return None
+    cur = conn.execute(
+        "INSERT INTO _honker_job_cancel (job_id, queue) SELECT id, queue FROM _honker_live "
+        "WHERE id = ? AND state = 'processing' ON CONFLICT(job_id) DO NOTHING",
+        (job_id,),
+    )
+    return "requested" if cur.rowcount > 0 else None
+
+
+def job_cancel_finish(conn: sqlite3.Connection, job_id: int, worker_id: str) -> bool:
+    """End a held job as cancelled: it leaves ``_honker_live`` and is counted as cancelled."""
+    row = conn.execute(
+        f"DELETE FROM _honker_live WHERE {_HELD} RETURNING queue", (job_id, worker_id)
+    ).fetchone()
+    if row is None:
+        return False
+    _mark_cancelled(conn, job_id, row[0])
+    return True
+
+
+def count_cancelled(conn: sqlite3.Connection, queue: str, n: int) -> None:
+    """Add ``n`` to this queue's cancelled counter for the current 10 s bucket."""
+    conn.execute(
+        "INSERT INTO _honker_stats_cancelled (queue, bucket, cancelled) "
+        f"VALUES (?, unixepoch() / {STATS_BUCKET_S} * {STATS_BUCKET_S}, ?) "
+        "ON CONFLICT(queue, bucket) DO UPDATE SET cancelled = cancelled + excluded.cancelled",
+        (queue, n),
+    )
+
+
+def cancelled_since(conn: sqlite3.Connection, queue: str, seconds: int) -> int:
+    """Jobs of ``queue`` that ended cancelled in the last ``seconds`` (10 s buckets)."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(cancelled), 0) FROM _honker_stats_cancelled "
+        "WHERE queue = ? AND bucket > unixepoch() - ?",
+        (queue, seconds),
+    ).fetchone()
+    return int(row[0])
+
+
+def progress_save_many(
+    conn: sqlite3.Connection, rows: Sequence[tuple[int, float | None, str | None]]
+) -> None:
+    """Upsert the latest ``(job_id, fraction, message)`` of many jobs (one statement)."""
+    conn.executemany(
+        "INSERT INTO _honker_job_progress (job_id, fraction, message) VALUES (?, ?, ?) "
+        "ON CONFLICT(job_id) DO UPDATE SET fraction = excluded.fraction, "
+        "message = excluded.message, updated_at = unixepoch()",
+        rows,
+    )
+
+
+def get_job_extended(conn: sqlite3.Connection, job_id: int) -> dict[str, Any] | None:
+    """:func:`get_job` plus ``last_error`` and ``progress`` (``Queue.get_job``)."""
+    job = get_job(conn, job_id)
+    if job is not None:
+        job["last_error"] = job_error_get(conn, job_id)
+        job["progress"] = progress_get(conn, job_id)
+    return job
+
+
+def progress_get(conn: sqlite3.Connection, job_id: int) -> dict[str, Any] | None:
+    """``{"fraction", "message", "updated_at"}`` of a job's last progress, or None."""
+    row = conn.execute(
+        "SELECT fraction, message, updated_at FROM _honker_job_progress WHERE job_id = ?",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return {"fraction": row[0], "message": row[1], "updated_at": row[2]}
+
+
+def job_outcome(conn: sqlite3.Connection, job_id: int) -> tuple[str, Any]:
+    """Where a task's job stands, for ``TaskResult``, in one read transaction.
+
+    ``("done", result_text)`` when a result is stored; ``("pending" | "running", None)``
+    while live; ``("failed", (attempts, last_error, payload))`` when dead-lettered;
+    ``("cancelled", None)`` when it ended by cancellation; ``("gone", None)`` otherwise
+    (finished without a stored result, its result expired, or unknown).
+    """
+    conn.execute("BEGIN")
+    try:
+        text = result_get(conn, job_id)
+        if text is not None:
+            return "done", text
+        row = conn.execute("SELECT state FROM _honker_live WHERE id = ?", (job_id,)).fetchone()
+        if row is not None:
+            return ("running" if row[0] == "processing" else "pending"), None
+        row = conn.execute(
+            "SELECT attempts, last_error, payload FROM _honker_dead WHERE id = ?", (job_id,)
+        ).fetchone()
+        if row is not None:
+            return "failed", (int(row[0]), row[1], row[2])
+        row = conn.execute(
+            "SELECT 1 FROM _honker_job_cancel WHERE job_id = ? AND cancelled_at IS NOT NULL",
+            (job_id,),
+        ).fetchone()
+        return ("cancelled" if row is not None else "gone"), None
+    finally:
+        conn.execute("COMMIT")
+
+
+# Retention: what each target deletes. (table, key column, age expression, extra condition)
+_GONE = (
+    "NOT EXISTS (SELECT 1 FROM _honker_live WHERE id = job_id) "
+    "AND NOT EXISTS (SELECT 1 FROM _honker_dead WHERE id = job_id)"
+)
+RETENTION_TARGETS: dict[str, tuple[str, str, str, str]] = {
+    "dead": ("_honker_dead", "id", "died_at", ""),
+    "results": ("_honker_results", "job_id", "created_at", ""),
+    "notifications": ("_honker_notifications", "id", "created_at", ""),
+    "stream_events": ("_honker_stream", '"offset"', "created_at", ""),
+    "history.attempts": ("_honker_job_attempts", "job_id", "ended_at", _GONE),
+    "history.progress": ("_honker_job_progress", "job_id", "updated_at", _GONE),
+    "history.errors": ("_honker_job_errors", "job_id", "at", _GONE),
+    "history.cancel": ("_honker_job_cancel", "job_id", "requested_at", _GONE),
+    "history.stats_cancelled": ("_honker_stats_cancelled", "queue || ':' || bucket", "bucket", ""),
+}
+
+
+def _retention_where(target: str, older_than_s: int | None) -> tuple[str, list[Any]]:
+    if target not in RETENTION_TARGETS:
+        raise ValueError(f"unknown retention target {target!r}")
+    _, _, age, extra = RETENTION_TARGETS[target]
+    clauses: list[str] = []
+    params: list[Any] = []
+    if older_than_s is not None:
+        clauses.append(f"{age} < unixepoch() - ?")
+        params.append(int(older_than_s))
+    if target == "results":  # expired results always go, as the reference's sweep does
+        expired = "(expires_at IS NOT NULL AND expires_at <= unixepoch())"
+        clauses = [f"({clauses[0]} OR {expired})"] if clauses else [expired]
+    if extra:
+        clauses.append(extra)
+    return " AND ".join(clauses) or "0", params
+
+
+# The age index each target's candidates are read through (see _schema.JOBS_META_INDEXES).
+RETENTION_INDEXES = {
+    "dead": "_honker_dead_died",
+    "history.attempts": "_honker_job_attempts_age",
+    "history.progress": "_honker_job_progress_age",
+    "history.errors": "_honker_job_errors_age",
+    "history.cancel": "_honker_job_cancel_age",
+}
+
+# Tables whose creation time grows with their key: the oldest rows come first in key order,
+# so candidates are a prefix of that order (a bounded read, no index needed).
+_MONOTONE_TARGETS = ("notifications", "stream_events")
+
+
+def retention_candidates(
+    conn: sqlite3.Connection, target: str, older_than_s: int | None, limit: int
+) -> list[Any]:
+    """Up to ``limit`` keys of rows ``target`` would delete (a read, off the writer).
+
+    Reads through an age index or, for tables in creation order, the oldest rows only;
+    expired results (no index on the shared table) are found by a scan, like the
+    reference's result sweep.
+    """
+    table, key, age, _ = RETENTION_TARGETS.get(target, ("", "", "", ""))
+    where, params = _retention_where(target, older_than_s)
+    if target in _MONOTONE_TARGETS:
+        if older_than_s is None:
+            return []
+        rows = conn.execute(
+            f"SELECT {key}, {age} < unixepoch() - ? FROM {table} ORDER BY {key} LIMIT ?",
+            (int(older_than_s), limit),
+        ).fetchall()
+        keys = []
+        for row in rows:
+            if not row[1]:
+                break
+            keys.append(row[0])
+        return keys
+    index = RETENTION_INDEXES.get(target)
+    source = f"{table} INDEXED BY {index}" if index and older_than_s is not None else table
+    rows = conn.execute(
+        f"SELECT DISTINCT {key} FROM {source} WHERE {where} LIMIT ?", (*params, limit)
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def retention_delete(
+    conn: sqlite3.Connection, target: str, keys: Sequence[Any], older_than_s: int | None
+) -> int:
+    """Delete the rows of ``keys`` that still match ``target``'s condition; returns how many."""
+    table, key, _, _ = RETENTION_TARGETS.get(target, ("", "", "", ""))
+    where, params = _retention_where(target, older_than_s)
+    cur = conn.execute(
+        f"DELETE FROM {table} WHERE {key} IN ({_IDS}) AND {where}",
+        (json.dumps(list(keys)), *params),
+    )
+    return cur.rowcount

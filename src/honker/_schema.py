@@ -354,3 +354,74 @@ _EXPECTED_OBJECTS = _EXPECTED_OBJECTS | {
     "_honker_unique_until",
     "_honker_paused",
 }
+# -- jobs: cancel, progress, failed results, attempt history (extra tables) --
+# Extra state of this library only; the reference's tables are untouched and its workers
+# ignore these rows. Pruned by the retention policy's "history" key once the job is gone.
+JOBS_META_DDL: tuple[str, ...] = (
+    # a cancel request on a processing job (cancelled_at NULL), or the record that the job
+    # ended by cancellation (cancelled_at set): what TaskResult.get() raises on
+    """CREATE TABLE IF NOT EXISTS _honker_job_cancel (
+      job_id INTEGER PRIMARY KEY,
+      queue TEXT NOT NULL,
+      requested_at INTEGER NOT NULL DEFAULT (unixepoch()),
+      cancelled_at INTEGER
+    )""",
+    # the latest progress a task reported (throttled writes)
+    """CREATE TABLE IF NOT EXISTS _honker_job_progress (
+      job_id INTEGER PRIMARY KEY,
+      fraction REAL,
+      message TEXT,
+      updated_at INTEGER NOT NULL DEFAULT (unixepoch())
+    )""",
+    # the last error of a live job (the reference's _honker_live has no such column)
+    """CREATE TABLE IF NOT EXISTS _honker_job_errors (
+      job_id INTEGER PRIMARY KEY,
+      error TEXT NOT NULL,
+      at INTEGER NOT NULL DEFAULT (unixepoch())
+    )""",
+    # one row per finished attempt, the last 20 per job
+    """CREATE TABLE IF NOT EXISTS _honker_job_attempts (
+      job_id INTEGER NOT NULL,
+      attempt INTEGER NOT NULL,
+      worker_id TEXT,
+      started_at REAL,
+      ended_at REAL NOT NULL,
+      duration_s REAL,
+      outcome TEXT NOT NULL,
+      error TEXT,
+      PRIMARY KEY (job_id, attempt)
+    ) WITHOUT ROWID""",
+    # cancelled jobs counted per queue and 10 s bucket (like _honker_stats)
+    """CREATE TABLE IF NOT EXISTS _honker_stats_cancelled (
+      queue TEXT NOT NULL,
+      bucket INTEGER NOT NULL,
+      cancelled INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY (queue, bucket)
+    ) WITHOUT ROWID""",
+)
+
+# Retention reads its candidates through these (an old row is found without a scan).
+JOBS_META_INDEXES: tuple[tuple[str, str], ...] = (
+    ("_honker_job_cancel_age", "_honker_job_cancel(requested_at)"),
+    ("_honker_job_progress_age", "_honker_job_progress(updated_at)"),
+    ("_honker_job_errors_age", "_honker_job_errors(at)"),
+    ("_honker_job_attempts_age", "_honker_job_attempts(ended_at)"),
+    # dead jobs pruned by age: an extra index on the shared table (like _honker_dead_queue)
+    ("_honker_dead_died", "_honker_dead(died_at)"),
+)
+JOBS_META_DDL = (
+    *JOBS_META_DDL,
+    *(f"CREATE INDEX IF NOT EXISTS {name} ON {target}" for name, target in JOBS_META_INDEXES),
+)
+
+JOBS_META_TABLES = (
+    "_honker_job_cancel",
+    "_honker_job_progress",
+    "_honker_job_errors",
+    "_honker_job_attempts",
+    "_honker_stats_cancelled",
+)
+EXTRA_DDL = (*EXTRA_DDL, *JOBS_META_DDL)
+_EXPECTED_OBJECTS = (
+    _EXPECTED_OBJECTS | set(JOBS_META_TABLES) | {name for name, _ in JOBS_META_INDEXES}
+)

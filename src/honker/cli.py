@@ -254,6 +254,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_observe_commands(sub, worker)
     _add_queue_control_commands(sub)
+    _add_prune_command(sub)
     mig = sub.add_parser(
         "migrate",
         help="copy a SQLite honker file to PostgreSQL",
@@ -695,6 +696,7 @@ def _cmd_job(args: argparse.Namespace, db: Any) -> int:
             code=1,
         )
     job = _decoded(found)
+    job.update(_job_progress_and_history(db, job))
     if args.json:
         _print_json(job)
         return 0
@@ -720,6 +722,7 @@ def _cmd_job(args: argparse.Namespace, db: Any) -> int:
     fields.append(("payload", payload))
     if job["last_error"]:
         fields.append(("last error", job["last_error"].rstrip()))
+    fields += _job_progress_and_history_fields(job)
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
         lines = value.split("\n")
@@ -1050,3 +1053,87 @@ def _cmd_pause_resume(args: argparse.Namespace) -> int:
 
 HANDLERS["pause"] = _cmd_pause_resume
 HANDLERS["resume"] = _cmd_pause_resume
+# -- job progress and attempt history, prune (i15-jobs) -----------------------------------
+
+
+def _job_progress_and_history(db: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """The ``progress`` and ``attempts_history`` keys ``honker job`` adds to a job."""
+    queue = db.queue(job["queue"])
+    return {
+        "progress": queue.progress(job["id"]),
+        "attempts_history": queue.job_attempts(job["id"]),
+    }
+
+
+def _job_progress_and_history_fields(job: dict[str, Any]) -> list[tuple[str, str]]:
+    fields: list[tuple[str, str]] = []
+    progress = job.get("progress")
+    if progress:
+        text = f"{progress['fraction'] * 100:.0f}%"
+        if progress["message"]:
+            text += f" {progress['message']}"
+        fields.append(("progress", f"{text} ({_when(progress['updated_at'])})"))
+    lines = []
+    for a in job.get("attempts_history") or []:
+        error = (a["error"] or "").strip().split("\n")[0]
+        duration = "-" if a["duration_s"] is None else f"{a['duration_s']:.3f}s"
+        line = f"#{a['attempt']} {a['outcome']} after {duration}"
+        line += f" on {a['worker_id'] or '?'} at {_when(int(a['ended_at']))}"
+        lines.append(f"{line}: {_clip(error, 60)}" if error else line)
+    if lines:
+        fields.append(("history", "\n".join(lines)))
+    return fields
+
+
+# -- prune: apply a retention policy once ----------------------------------------------------
+
+PRUNE_KEYS = ("dead", "results", "notifications", "stream_events", "history")
+
+
+def _add_prune_command(sub: Any) -> None:
+    prune = sub.add_parser(
+        "prune",
+        help="apply a retention policy once (delete old dead jobs, results, ...)",
+        description="Delete, in small batches, what a retention policy no longer keeps. "
+        "Durations are seconds or strings like 45s, 15m, 12h, 30d, 2w. Without an option a "
+        "kind is treated as honker.open() does by default: only expired results and the "
+        "history of jobs gone for more than an hour are deleted.",
+    )
+    prune.add_argument("database", metavar="DB", help="path of the SQLite database file")
+    for key in PRUNE_KEYS:
+        what = {
+            "dead": "dead-lettered jobs older than this (by the time they died)",
+            "results": "stored results older than this (expired results always go)",
+            "notifications": "notifications older than this",
+            "stream_events": "stream events older than this",
+            "history": "attempt history, progress and cancel records of jobs gone for "
+            "longer than this (default 1h)",
+        }[key]
+        prune.add_argument(f"--{key.replace('_', '-')}", metavar="AGE", default=None, help=what)
+    prune.add_argument("--json", action="store_true", help="print the counts as JSON")
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    import json
+
+    from .retention import Retention, prune
+
+    given = {k: getattr(args, k) for k in PRUNE_KEYS if getattr(args, k) is not None}
+    try:
+        policy = Retention.of(given)
+    except (TypeError, ValueError) as exc:
+        raise CliError(str(exc), code=2) from None
+    db = _open_existing(args.database)
+    try:
+        counts = prune(db.engine, policy)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        for key, n in counts.items():
+            print(f"{key}: {n}")
+    return 0
+
+
+HANDLERS["prune"] = _cmd_prune

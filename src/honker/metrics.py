@@ -140,7 +140,7 @@ class WorkerMetrics(WorkerObserver):
     """This worker process's own counters, as a pool observer.
 
     ``honker_worker_jobs_total{queue,task,outcome}`` (outcome: done, retried, dead,
-    lapsed, released; "failed" = retried + dead) and the histogram
+    cancelled, lapsed, released; "failed" = retried + dead) and the histogram
     ``honker_worker_task_duration_seconds{queue,task}``. Registered in ``registry``
     (default: a new one, as ``self.registry``).
     """

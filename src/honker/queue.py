@@ -352,18 +352,59 @@ class Queue:
         )
 
     def cancel(
-        self, job_id: int, *, pending_only: bool = False, tx: Transaction | None = None
+        self,
+        job_id: int,
+        *,
+        pending_only: bool = False,
+        force: bool = False,
+        tx: Transaction | None = None,
     ) -> bool:
-        """Delete a pending or in-flight job, whoever holds it; idempotent.
+        """Cancel a job: a pending one is deleted at once, a running one is asked to stop.
 
-        ``pending_only=True`` leaves a job that a worker already claimed alone (and returns
-        ``False``), without a check-then-delete race.
+        For a job a worker is running, a cancel request is recorded; that worker notices it
+        on its next wake: an ``async`` task receives ``asyncio.CancelledError``, a sync task
+        sees ``honker.current_job().cancel_requested`` (or ``raise_if_cancelled()``). A job
+        that ends so, or a pending job deleted here, is recorded as cancelled:
+        ``TaskResult.get()`` raises ``honker.TaskCancelled``. ``pending_only=True`` leaves a
+        claimed job alone (``False``) without a check-then-delete race; ``force=True``
+        deletes a claimed job under its worker (whose outcome then finds no claim), as the
+        SQL function ``honker_cancel`` does. Returns ``True`` when the job was cancelled or
+        a request recorded; ``False`` when there was nothing to do (unknown, finished, dead,
+        or a request already waits).
         """
-        return bool(self._engine.in_tx(tx, self._ops.cancel, check_id(job_id), pending_only))
+        if pending_only and force:
+            raise ValueError("cancel(): pending_only and force exclude each other")
+        mode = "pending_only" if pending_only else "force" if force else "request"
+        done = self._engine.in_tx(tx, self._ops.cancel_job, check_id(job_id), mode)
+        return done is not None
+
+    def job_attempts(self, job_id: int) -> list[dict[str, Any]]:
+        """The attempt history of a job, oldest first (the last 20 attempts are kept).
+
+        One dict per finished attempt: ``attempt``, ``worker_id``, ``started_at`` and
+        ``ended_at`` (unix seconds, float), ``duration_s``, ``outcome`` ("done", "retried",
+        "dead" or "cancelled") and ``error`` (``None`` on success). Rows stay after the job
+        finished until the retention policy's ``history`` window prunes them.
+        """
+        return self._engine.read(self._ops.attempts_list, check_id(job_id))
+
+    def progress(self, job_id: int) -> dict[str, Any] | None:
+        """The last progress a task reported for the job (``fraction``, ``message``,
+        ``updated_at``), or ``None``. See ``honker.current_job().set_progress``."""
+        return cast(
+            "dict[str, Any] | None", self._engine.read(self._ops.progress_get, check_id(job_id))
+        )
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
-        """The job's live row as a dict (``payload`` is the raw JSON text), or ``None``."""
-        return cast("dict[str, Any] | None", self._engine.read(self._ops.get_job, check_id(job_id)))
+        """The job's live row as a dict (``payload`` is the raw JSON text), or ``None``.
+
+        Besides the row's columns it has ``last_error`` (recorded on every retry) and
+        ``progress`` (see :meth:`progress`).
+        """
+        return cast(
+            "dict[str, Any] | None",
+            self._engine.read(self._ops.get_job_extended, check_id(job_id)),
+        )
 
     def sweep_expired(self) -> int:
         """Move this queue's expired pending jobs to ``_honker_dead``; returns the count."""
@@ -425,8 +466,8 @@ class Queue:
     # -- inspection and operator actions ------------------------------------------------
     def stats(self) -> dict[str, int | None]:
         """Counts for dashboards: ``pending`` (due), ``delayed``, ``expired``, ``processing``,
-        ``dead``, ``oldest_pending_age_s``, ``done_last_minute`` and ``dead_last_minute``,
-        and ``paused`` (a bool)."""
+        ``dead``, ``oldest_pending_age_s``, ``done_last_minute``, ``dead_last_minute``,
+        ``cancelled_last_minute`` and ``paused`` (a bool)."""
         return self._engine.read(self._ops.queue_stats, self.name)
 
     # -- pause and resume (honker for Python only) -----------------------------------------

@@ -11,6 +11,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._errors import TaskCancelled, TaskFailed
 from ._json import dumps
 from ._validate import check_id
 
@@ -63,6 +64,69 @@ async def wait_result(engine: Engine, job_id: int, timeout: float | None = None)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"wait_result({job_id}) timed out")
+                wait = min(wait, remaining)
+            await sub.wait(wait)
+    finally:
+        sub.close()
+
+
+# -- TaskResult: failed and cancelled jobs surface as errors (i15-jobs) ----------------
+
+JOB_STATUSES = ("pending", "running", "done", "failed", "cancelled")
+
+
+def _envelope_task(payload: str | None) -> str | None:
+    """The task name in a job payload's envelope, or None."""
+    from .tasks import ENVELOPE_KEY
+
+    try:
+        data = json.loads(payload) if payload is not None else None
+    except ValueError:
+        return None
+    envelope = data.get(ENVELOPE_KEY) if isinstance(data, dict) else None
+    name = envelope.get("task") if isinstance(envelope, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def job_status(engine: Engine, job_id: int) -> str:
+    """``pending``, ``running``, ``done``, ``failed`` or ``cancelled`` (one read).
+
+    ``done`` also covers a job that finished without a stored result (or whose result
+    expired) and an id that is not known at all.
+    """
+    kind, _ = engine.read(engine.ops.job_outcome, check_id(job_id))
+    return "done" if kind == "gone" else str(kind)
+
+
+def _settle(job_id: int, kind: str, data: Any) -> tuple[bool, Any]:
+    """``(True, value)`` for a stored result; raise for failed or cancelled; else waiting."""
+    if kind == "done":
+        return True, json.loads(data)
+    if kind == "failed":
+        attempts, error, payload = data
+        raise TaskFailed(job_id, _envelope_task(payload), attempts, error)
+    if kind == "cancelled":
+        raise TaskCancelled(job_id)
+    return False, None
+
+
+async def wait_task_result(engine: Engine, job_id: int, timeout: float | None = None) -> Any:
+    """:func:`wait_result` for a task: raises ``TaskFailed`` as soon as the job is
+    dead-lettered and ``TaskCancelled`` once it was cancelled (else ``TimeoutError``)."""
+    job_id = check_id(job_id)
+    sub = engine.subscribe()
+    try:
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        while True:
+            kind, data = await engine.aread(engine.ops.job_outcome, job_id)
+            found, value = _settle(job_id, kind, data)
+            if found:
+                return value
+            wait = FALLBACK_RECHECK_S
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"result of job {job_id} not ready after {timeout}s")
                 wait = min(wait, remaining)
             await sub.wait(wait)
     finally:

@@ -121,6 +121,7 @@ class Scheduler:
         self.heartbeat_interval = heartbeat_interval
         self._registered: set[str] = set()
         self._lost = False
+        self.retention_interval_s: float | None = None  # None: honker.retention.INTERVAL_S
 
     # -- registration (each call is its own transaction) ---------------------------------
     def add(
@@ -283,12 +284,14 @@ class Scheduler:
             self._lost = False
             lost = asyncio.Event()
             heartbeat = asyncio.create_task(self._heartbeat(lock, lost))
+            retention = self._start_retention()
             try:
                 await self._lead(lock, sub, stop, lost, exit_when_idle)
             finally:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
+                for task in (heartbeat, retention):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 if not self._lost:
                     with contextlib.suppress(RuntimeError):
                         await engine.arun(lock.release)
@@ -353,6 +356,13 @@ class Scheduler:
             else:
                 delay = max(MIN_SLEEP_S, soonest - time.time())
             await wait_any(sub, stop, lost, delay)
+
+    def _start_retention(self) -> asyncio.Task[None]:
+        """The leader applies the database's retention policy (see honker.retention)."""
+        from .retention import INTERVAL_S, run_as_leader
+
+        interval = INTERVAL_S if self.retention_interval_s is None else self.retention_interval_s
+        return asyncio.create_task(run_as_leader(self._engine, self.db.retention, interval))
 
     async def _heartbeat(self, lock: _Lock, lost: asyncio.Event) -> None:
         while True:

@@ -209,9 +209,31 @@ class TaskResult(Generic[T_co]):
         return self._id
 
     async def aget(self, timeout: float | None = None) -> T_co:
-        """Wait for the stored result (needs ``store_result=True``); ``TimeoutError``."""
-        value: T_co = await self.queue.wait_result(self._id, timeout)
+        """Wait for the stored result (needs ``store_result=True``).
+
+        Raises ``honker.TaskFailed`` as soon as the job is dead-lettered (with ``error``,
+        ``attempts`` and ``task_name``), ``honker.TaskCancelled`` once it was cancelled and
+        ``TimeoutError`` after ``timeout`` seconds.
+        """
+        from .results import wait_task_result
+
+        value: T_co = await wait_task_result(self.db.engine, self._id, timeout)
         return value
+
+    def status(self) -> str:
+        """``"pending"``, ``"running"``, ``"done"``, ``"failed"`` or ``"cancelled"``.
+
+        ``"done"`` also covers a job that finished without storing a result (or whose
+        result expired).
+        """
+        from .results import job_status
+
+        return job_status(self.db.engine, self._id)
+
+    def progress(self) -> dict[str, Any] | None:
+        """The last progress the task reported (``fraction``, ``message``, ``updated_at``)
+        with ``honker.current_job().set_progress()``, or ``None``."""
+        return self.queue.progress(self._id)
 
     def get(self, timeout: float | None = None) -> T_co:
         """Blocking :meth:`aget`; must not be called from inside a running event loop."""

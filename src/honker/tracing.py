@@ -157,7 +157,7 @@ class TracingObserver(WorkerObserver):
             if error is not None:
                 span.set_status(Status(StatusCode.ERROR, error.partition("\n")[0]))
             span.end()
-        if outcome in ("done", "dead"):
+        if outcome in ("done", "dead", "cancelled"):
             self._finished += 1
             self._maybe_prune(job)
 

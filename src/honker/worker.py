@@ -29,12 +29,14 @@ import functools
 import inspect
 import logging
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import DatabaseClosed, Retryable, Snooze, WatcherDied
+from ._errors import DatabaseClosed, JobCancelled, Retryable, Snooze, WatcherDied
+from ._jobcontext import JobContext, _current, set_current
 from ._json import dumps
 from ._retry import backoff_delay as backoff_delay  # public: honker.worker.backoff_delay
 from .queue import wait_for_work
@@ -51,8 +53,11 @@ log = logging.getLogger("honker.worker")
 
 RAW_PAYLOAD_ERROR = "raw (non-decorated) payload on a decorated-task queue"
 SHUTDOWN_ERROR = "worker shutting down"
+CANCELLED_ERROR = "cancelled"
 FLUSH_INTERVAL_S = 0.002
 FLUSH_MAX = 512
+PROGRESS_INTERVAL_S = 1.0  # at most one progress write per job per second
+CANCEL_CHECK_MIN_S = 0.05  # under a storm of wakes, at most one cancel-request read per 50 ms
 
 # (kind, job id, arg, error): see honker._ops.apply_outcomes.
 Outcome = tuple[str, int, Any, Any]
@@ -118,6 +123,8 @@ async def _run_handler(
         return ("snooze", job.id, exc.delay_s, None)
     except Retryable as exc:
         return _retry_or_dead(job, retries, exc.delay_s, str(exc))
+    except JobCancelled:
+        return ("cancelled", job.id, None, CANCELLED_ERROR)
     except Exception as exc:
         error = f"{exc}\n{traceback.format_exc()}"
         return _retry_or_dead(
@@ -221,13 +228,36 @@ def _first_line(error: Any) -> str:
 class _Finished:
     """A job whose outcome waits for the next flush, with what observers need to know."""
 
-    __slots__ = ("duration_s", "job", "outcome", "task_name")
+    __slots__ = ("duration_s", "ended_at", "job", "outcome", "task_name")
 
     def __init__(self, job: Job, outcome: Outcome, task_name: str | None, duration_s: float):
         self.job = job
         self.outcome = outcome
         self.task_name = task_name
         self.duration_s = duration_s
+        self.ended_at = time.time()
+
+    def cancelled_retry(self, ctx: JobContext | None) -> None:
+        """A failure after a cancel request is recorded as cancelled (apply_outcomes does
+        the same on disk); say so to the log and the observers."""
+        if ctx is not None and ctx.cancel_requested and self.outcome[0] == "retry":
+            self.outcome = ("cancelled", self.job.id, None, self.outcome[3])
+
+    def attempt_row(self) -> tuple[Any, ...] | None:
+        """This attempt for ``_honker_job_attempts`` (None for a job handed back)."""
+        kind, job_id, _, error = self.outcome
+        if kind == "release":
+            return None
+        job = self.job
+        return (
+            job_id,
+            job.attempts,
+            job.worker_id,
+            self.ended_at - self.duration_s,
+            self.ended_at,
+            self.duration_s,
+            None if kind == "done" else str(error),
+        )
 
 
 class _QueueRunner:
@@ -246,18 +276,35 @@ class _QueueRunner:
         self.kick = asyncio.Event()
         self.full = True  # the last claim filled every free slot: more may be waiting
         self._flush_timer: asyncio.TimerHandle | None = None
+        # current_job(): per running job its context; cancel requests being honoured;
+        # the latest unwritten progress per job (filled from task threads, hence the lock)
+        self.contexts: dict[int, JobContext] = {}
+        self.cancelling: set[int] = set()
+        self._progress: dict[int, tuple[float, str | None]] = {}
+        self._progress_lock = threading.Lock()
+        self._cancel_timer: asyncio.TimerHandle | None = None
+        self._cancel_task: asyncio.Task[None] | None = None
+        self._cancel_again = False
+        self._cancel_next_at = 0.0
 
     # -- the producer ------------------------------------------------------------------
     async def run(self) -> None:
         sub = self.engine.subscribe()
         beats = asyncio.create_task(self._heartbeats())
+        progress = asyncio.create_task(self._progress_writer())
         try:
             await self._produce(sub)
             await self._drain()
         finally:
-            beats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beats
+            if self._cancel_timer is not None:
+                self._cancel_timer.cancel()
+            checking = [self._cancel_task] if self._cancel_task is not None else []
+            for task in (beats, progress, *checking):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(DatabaseClosed, WatcherDied, RuntimeError):
+                await self._write_progress()
             sub.close()
 
     async def _produce(self, sub: Subscription) -> None:
@@ -294,6 +341,8 @@ class _QueueRunner:
                 stopping,
                 self.kick,
             )
+            if woke and self.active:
+                self._wake_cancel_check()
             if not woke or (next_at > 0 and time.time() >= next_at):
                 force = True
             if self.full:
@@ -316,6 +365,7 @@ class _QueueRunner:
             outcomes,
             token,
             force,
+            [f.attempt_row() for f in finished],
         )
         fut = asyncio.ensure_future(self.engine.arun(call))
         try:
@@ -343,17 +393,22 @@ class _QueueRunner:
             self.ready.append(job)
 
     def _start(self, job: Job) -> None:
+        self.contexts[job.id] = JobContext(job, self, _task_name(job))
         self.active[job.id] = asyncio.create_task(self._run_slot(job), name=f"honker-job-{job.id}")
 
     async def _run_slot(self, job: Job) -> None:
         started = time.monotonic()
         task_name: str | None = None
         outcome: Outcome | None = None
+        set_current(self.contexts.get(job.id))  # this slot task's own context
         try:
             task_name, outcome = await self.pool._execute(job)
         except asyncio.CancelledError:
             task_name = _task_name(job)
-            outcome = ("release", job.id, None, None)
+            if job.id in self.cancelling:  # cancelled on request: the job ends cancelled
+                outcome = ("cancelled", job.id, None, CANCELLED_ERROR)
+            else:
+                outcome = ("release", job.id, None, None)
             raise
         except (WatcherDied, DatabaseClosed):
             raise
@@ -362,10 +417,14 @@ class _QueueRunner:
         finally:
             self.active.pop(job.id, None)
             self.pool.running.pop(job.id, None)
+            ctx = self.contexts.pop(job.id, None)
+            self.cancelling.discard(job.id)
             if self.ready and not self.pool._stopping.is_set():
                 self._start(self.ready.popleft())
             if outcome is not None:
-                self._finish(_Finished(job, outcome, task_name, time.monotonic() - started))
+                item = _Finished(job, outcome, task_name, time.monotonic() - started)
+                item.cancelled_retry(ctx)
+                self._finish(item)
             elif self.full:
                 self.kick.set()
 
@@ -402,6 +461,87 @@ class _QueueRunner:
             with contextlib.suppress(DatabaseClosed):
                 await self._cycle(None, False, 0)
 
+    # -- cancel requests and progress (current_job()) ---------------------------------
+    def _wake_cancel_check(self) -> None:
+        """After a wake: look for cancel requests soon, off the producer's path.
+
+        The first wake after a quiet spell checks at once; a storm of wakes (a busy file)
+        is coalesced to one read per ``CANCEL_CHECK_MIN_S``. A wake during a check runs
+        another one after it, so a request committed meanwhile is not missed.
+        """
+        if self._cancel_task is not None:
+            self._cancel_again = True
+            return
+        if self._cancel_timer is not None:
+            return
+        delay = max(0.0, self._cancel_next_at - time.monotonic())
+        loop = asyncio.get_running_loop()
+        self._cancel_timer = loop.call_later(delay, self._start_cancel_check)
+
+    def _start_cancel_check(self) -> None:
+        self._cancel_timer = None
+        self._cancel_again = False
+        self._cancel_task = asyncio.get_running_loop().create_task(self._run_cancel_check())
+
+    async def _run_cancel_check(self) -> None:
+        try:
+            await self._check_cancels()
+        finally:
+            self._cancel_task = None
+            self._cancel_next_at = time.monotonic() + CANCEL_CHECK_MIN_S
+            if self._cancel_again and self.contexts:
+                self._wake_cancel_check()
+
+    async def _check_cancels(self) -> None:
+        """One indexed read: which running jobs were asked to stop; tell each one.
+
+        An async task's slot is cancelled (the task sees ``asyncio.CancelledError``); a sync
+        task only gets its flag set (``current_job().cancel_requested``), since a thread
+        cannot be interrupted.
+        """
+        ids = [i for i, ctx in self.contexts.items() if not ctx.cancel_requested]
+        if not ids:
+            return
+        try:
+            requested = await self.engine.aread(self.engine.ops.cancel_requests, ids)
+        except (DatabaseClosed, WatcherDied):
+            return
+        except RuntimeError as exc:  # transient: the next wake asks again
+            log.warning("reading cancel requests failed: %s", exc)
+            return
+        for job_id in requested:
+            ctx = self.contexts.get(job_id)
+            task = self.active.get(job_id)
+            if ctx is None or task is None:
+                continue
+            ctx._request_cancel()
+            log.info("job %s: cancel requested, stopping it", job_id)
+            if ctx.is_async:
+                self.cancelling.add(job_id)
+                task.cancel()
+
+    def offer_progress(self, job_id: int, fraction: float, message: str | None) -> None:
+        """Keep a job's latest progress (from any thread); written by the progress loop."""
+        with self._progress_lock:
+            self._progress[job_id] = (fraction, message)
+
+    async def _write_progress(self) -> None:
+        with self._progress_lock:
+            pending, self._progress = self._progress, {}
+        if pending:
+            rows = [(job_id, f, m) for job_id, (f, m) in pending.items()]
+            await self.engine.awrite(self.engine.ops.progress_save_many, rows, quiet=True)
+
+    async def _progress_writer(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL_S)
+            try:
+                await self._write_progress()
+            except (DatabaseClosed, WatcherDied):
+                return
+            except RuntimeError as exc:  # transient (busy): later values replace it
+                log.warning("writing job progress failed: %s", exc)
+
     async def _heartbeats(self) -> None:
         interval = max(0.5, self.queue.visibility_timeout_s / 3)
         ops = self.engine.ops
@@ -410,6 +550,7 @@ class _QueueRunner:
             ids = [*self.active, *(job.id for job in self.ready)]
             if not ids:
                 continue
+            await self._check_cancels()  # also covers a job reclaimed after a crash
             try:
                 await self.engine.awrite(
                     ops.heartbeat_many,
@@ -433,6 +574,7 @@ def _cycle_sync(
     outcomes: list[Outcome],
     prev_token: Any,
     force: bool,
+    history: list[Any] | None = None,
 ) -> tuple[Any, list[bool], list[Any] | None, int]:
     """On an I/O thread: skip the claim when nothing changed since the last one."""
     token = engine.change_token()
@@ -440,9 +582,9 @@ def _cycle_sync(
         n = 0
     if n <= 0 and not outcomes:
         return token, [], None, 0
-    quiet = all(o[0] in ("done", "dead") for o in outcomes)
+    quiet = all(o[0] in ("done", "dead", "cancelled") for o in outcomes)
     applied, rows, next_at = engine.write(
-        engine.ops.claim_cycle, queue, worker_id, n, visibility_s, outcomes, quiet=quiet
+        engine.ops.claim_cycle, queue, worker_id, n, visibility_s, outcomes, history, quiet=quiet
     )
     return token, applied, (rows if n > 0 else None), next_at
 
@@ -488,6 +630,7 @@ class WorkerPool:
         self._stopping = asyncio.Event()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._custom_dispatch = type(self).dispatch is not WorkerPool.dispatch
+        self.retention_interval_s: float | None = None  # None: honker.retention.INTERVAL_S
 
     def _queues(self) -> list[str]:
         names = self.queue_names if self.queue_names is not None else sorted(self.registry.queues())
@@ -515,6 +658,7 @@ class WorkerPool:
         )
         self._notify("pool_started", self)
         tasks = [asyncio.create_task(r.run(), name=f"honker-queue-{r.queue.name}") for r in runners]
+        retention = self._start_retention()
         stop_waiter = asyncio.ensure_future(stop.wait())
         try:
             done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -523,6 +667,9 @@ class WorkerPool:
                     raise task.exception()  # type: ignore[misc]
         finally:
             stop_waiter.cancel()
+            retention.cancel()
+            with contextlib.suppress(BaseException):
+                await retention
             self._stopping.set()
             for task in tasks:
                 with contextlib.suppress(BaseException):
@@ -534,6 +681,18 @@ class WorkerPool:
                 os.getpid(),
                 f", {self.abandoned} job(s) handed back unfinished" if self.abandoned else "",
             )
+
+    def _start_retention(self) -> asyncio.Task[None]:
+        """One worker applies the retention policy when no scheduler leads (see
+        honker.retention.run_for_worker)."""
+        from .retention import INTERVAL_S, run_for_worker
+        from .scheduler import Scheduler
+
+        interval = INTERVAL_S if self.retention_interval_s is None else self.retention_interval_s
+        return asyncio.create_task(
+            run_for_worker(self.db.engine, self.db.retention, Scheduler.LOCK_NAME, interval),
+            name="honker-retention",
+        )
 
     def release_all(self) -> int:
         """Hand every running job back at once (for an immediate exit)."""
@@ -577,6 +736,10 @@ class WorkerPool:
                 None,
                 f"malformed task envelope for {name}: args must be a list, kwargs an object",
             )
+        ctx = _current_context(job)
+        if ctx is not None:
+            ctx.is_async = inspect.iscoroutinefunction(spec.fn)
+            ctx.task_name = name
         with contextlib.ExitStack() as stack:
             for observer in self.observers:
                 try:
@@ -657,6 +820,9 @@ class WorkerPool:
             elif kind == "snooze":
                 result = "snoozed"
                 log.debug("job %s (%s) snoozed for %ss", job_id, name, arg)
+            elif kind == "cancelled":
+                result = "cancelled"
+                log.info("job %s (%s) cancelled", job_id, name)
             else:
                 result = "dead"
                 log.error(
@@ -678,3 +844,9 @@ class WorkerPool:
                 getattr(observer, method)(*args)
             except Exception:
                 log.exception("observer %r failed in %s (ignored)", observer, method)
+
+
+def _current_context(job: Job) -> JobContext | None:
+    """The context the worker made for ``job`` (``None`` outside the pool's slots)."""
+    ctx = _current.get()
+    return ctx if ctx is not None and ctx.job is job else None

@@ -33,6 +33,17 @@ EXTRA = {
     "_honker_unique_job",
     "_honker_unique_until",
     "_honker_paused",
+    # jobs: cancel, progress, failed results, attempt history (i15-jobs)
+    "_honker_job_cancel",
+    "_honker_job_progress",
+    "_honker_job_errors",
+    "_honker_job_attempts",
+    "_honker_stats_cancelled",
+    "_honker_dead_died",
+    "_honker_job_cancel_age",
+    "_honker_job_progress_age",
+    "_honker_job_errors_age",
+    "_honker_job_attempts_age",
 }
 
 

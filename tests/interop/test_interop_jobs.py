@@ -135,7 +135,9 @@ def test_claims_visibility_and_heartbeats_across_implementations(
     got = q.get_job(job_id)
     assert got is not None and got["worker_id"] == "ref"
     assert got["claim_expires_at"] >= reclaimed["claim_expires_at"] + 500
-    assert q.cancel(job_id)
+    assert q.cancel(job_id)  # a cancel request: the reference's worker does not read it
+    assert peer("get_job", id=job_id) is not None
+    assert q.cancel(job_id, force=True)  # deleted under the reference's worker
     assert peer("get_job", id=job_id) is None
 
 
