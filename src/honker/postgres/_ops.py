@@ -24,12 +24,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._ops import (
+    ATTEMPT_COLUMNS,
+    ATTEMPTS_KEEP,
     BAD_UTF8_ERROR,
+    CANCEL_MODES,
     CLAIM_COLUMNS,
     JOB_COLUMNS,
     JOB_DETAIL_COLUMNS,
     JOB_STATES,
     MAX_ATTEMPTS_EXCEEDED,
+    RETENTION_INDEXES,
+    RETENTION_TARGETS,
     SCHEDULE_COLUMNS,
     STATS_BUCKET_S,
     STATS_KEEP_S,
@@ -43,12 +48,17 @@ from .._ops import (
 from ._schema import NOW
 
 __all__ = [
+    "ATTEMPTS_KEEP",
+    "ATTEMPT_COLUMNS",
     "BAD_UTF8_ERROR",
+    "CANCEL_MODES",
     "CLAIM_COLUMNS",
     "JOB_COLUMNS",
     "JOB_DETAIL_COLUMNS",
     "JOB_STATES",
     "MAX_ATTEMPTS_EXCEEDED",
+    "RETENTION_INDEXES",
+    "RETENTION_TARGETS",
     "SCHEDULE_COLUMNS",
     "STATS_BUCKET_S",
     "STATS_KEEP_S",
@@ -357,6 +367,11 @@ def retry(conn: Conn, job_id: int, worker_id: str, delay_s: int, error: str) -> 
 
     Returns False (and changes nothing) when the claim is no longer valid.
     """
+    return _retry_outcome(conn, job_id, worker_id, delay_s, error) is not None
+
+
+def _retry_outcome(conn: Conn, job_id: int, worker_id: str, delay_s: int, error: str) -> str | None:
+    """:func:`retry`, telling what happened: "retried", "dead" or None (claim lapsed)."""
     params = {"id": job_id, "w": worker_id, "delay": delay_s, "err": error}
     if _count(
         conn,
@@ -364,8 +379,9 @@ def retry(conn: Conn, job_id: int, worker_id: str, delay_s: int, error: str) -> 
         f"worker_id = NULL, claim_expires_at = NULL WHERE {_HELD} AND attempts < max_attempts",
         params,
     ):
-        return True
-    return _moved(conn, _dead_move(_HELD, "%(err)s"), params) > 0
+        job_error_save(conn, job_id, error)
+        return "retried"
+    return "dead" if _moved(conn, _dead_move(_HELD, "%(err)s"), params) > 0 else None
 
 
 def _moved(conn: Conn, sql: str, params: Any) -> int:
@@ -816,6 +832,8 @@ def scheduler_update(
 # One finished job (see honker._ops.Outcome): ("done", id, result_json | None, ttl_s),
 # ("retry", id, delay_s, error), ("dead", id, None, error), ("release", id, None, None).
 Outcome = tuple[str, int, Any, Any]
+# (job_id, attempt, worker_id, started_at, ended_at, duration_s, error)
+AttemptRow = tuple[int, int, str | None, float | None, float, float | None, str | None]
 
 # Acks of a whole flush, their results and the done counters: one statement. A result is
 # written only for a job whose ack matched (the join on ``gone``).
@@ -833,13 +851,20 @@ _ACK_WITH_RESULTS = (
 )
 
 
-def apply_outcomes(conn: Conn, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
+def apply_outcomes(
+    conn: Conn,
+    worker_id: str,
+    outcomes: Sequence[Outcome],
+    history: Sequence[AttemptRow | None] | None = None,
+) -> list[bool]:
     """Record many finished jobs of ``worker_id`` in the caller's transaction.
 
     Per outcome, whether it took effect: ``False`` when the claim had lapsed, and then
-    nothing is written for that job, not even its result.
+    nothing is written for that job, not even its result. ``history`` (parallel to
+    ``outcomes``) holds each attempt's row for ``_honker_job_attempts``.
     """
     applied = [False] * len(outcomes)
+    written: list[str | None] = [None] * len(outcomes)
     done = [i for i, o in enumerate(outcomes) if o[0] == "done"]
     if done:
         with_result = [outcomes[i] for i in done if outcomes[i][2] is not None]
@@ -858,15 +883,27 @@ def apply_outcomes(conn: Conn, worker_id: str, outcomes: Sequence[Outcome]) -> l
         unique_release(conn, sorted(acked))
         for i in done:
             applied[i] = outcomes[i][1] in acked
+            written[i] = "done" if applied[i] else None
     for i, (kind, job_id, arg, error) in enumerate(outcomes):
         if kind == "retry":
-            applied[i] = retry(conn, job_id, worker_id, int(arg), str(error))
+            if cancel_requested(conn, job_id):  # a retry of a job asked to stop: stop
+                written[i] = "cancelled" if job_cancel_finish(conn, job_id, worker_id) else None
+            else:
+                written[i] = _retry_outcome(conn, job_id, worker_id, int(arg), str(error))
+            applied[i] = written[i] is not None
         elif kind == "dead":
             applied[i] = fail(conn, job_id, worker_id, str(error))
+            written[i] = "dead" if applied[i] else None
         elif kind == "release":
             applied[i] = release_claim(conn, job_id, worker_id)
         elif kind == "snooze":
             applied[i] = snooze(conn, job_id, worker_id, int(arg))
+            written[i] = "snoozed" if applied[i] else None
+        elif kind == "cancelled":
+            applied[i] = job_cancel_finish(conn, job_id, worker_id)
+            written[i] = "cancelled" if applied[i] else None
+    if history:
+        attempts_record(conn, history, written)
     return applied
 
 
@@ -877,12 +914,13 @@ def claim_cycle(
     n: int,
     visibility_s: int,
     outcomes: Sequence[Outcome],
+    history: Sequence[AttemptRow | None] | None = None,
 ) -> tuple[list[bool], list[Row], int]:
     """One worker round trip: record ``outcomes``, then claim up to ``n`` jobs.
 
     Returns ``(applied per outcome, claimed rows, next claim time or 0)``.
     """
-    applied = apply_outcomes(conn, worker_id, outcomes) if outcomes else []
+    applied = apply_outcomes(conn, worker_id, outcomes, history) if outcomes else []
     rows = claim_batch(conn, queue, worker_id, n, visibility_s) if n > 0 else []
     next_at = queue_next_claim_at(conn, queue) if len(rows) < n else 0
     return applied, rows, next_at
@@ -924,7 +962,8 @@ def tick_as_leader(
 _LIVE_DETAIL = (
     f"SELECT id, queue, payload, CASE WHEN state = 'pending' AND run_at > {NOW} "
     "THEN 'delayed' ELSE state END AS state, priority, run_at, worker_id, claim_expires_at, "
-    "attempts, max_attempts, created_at, expires_at, NULL::text AS last_error, "
+    "attempts, max_attempts, created_at, expires_at, "
+    "(SELECT error FROM _honker_job_errors WHERE job_id = _honker_live.id) AS last_error, "
     "NULL::bigint AS died_at FROM _honker_live"
 )
 _DEAD_DETAIL = (
@@ -978,6 +1017,7 @@ def queue_stats(conn: Conn, queue: str) -> dict[str, int | None]:
         "done_last_minute": int(row[7]),
         "dead_last_minute": int(row[8]),
         "paused": queue_is_paused(conn, queue),
+        "cancelled_last_minute": cancelled_since(conn, queue, 60),
     }
 
 
@@ -1317,3 +1357,270 @@ def queue_is_paused(conn: Conn, queue: str) -> bool:
 def paused_queues(conn: Conn) -> list[str]:
     """Names of the paused queues, sorted."""
     return [str(r[0]) for r in _all(conn, "SELECT queue FROM _honker_paused ORDER BY queue")]
+
+
+# -- jobs: cancel, progress, failed results, attempt history, retention -----------------
+
+
+def attempts_record(
+    conn: Conn, history: Sequence[AttemptRow | None], outcomes: Sequence[str | None]
+) -> int:
+    """Write the attempt rows whose outcome took effect; keep the last ATTEMPTS_KEEP."""
+    rows = [
+        (*h[:6], outcome, h[6])
+        for h, outcome in zip(history, outcomes, strict=False)
+        if h is not None and outcome is not None
+    ]
+    if not rows:
+        return 0
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO _honker_job_attempts (job_id, attempt, worker_id, started_at, "
+            "ended_at, duration_s, outcome, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = EXCLUDED.worker_id, "
+            "started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, "
+            "duration_s = EXCLUDED.duration_s, outcome = EXCLUDED.outcome, "
+            "error = EXCLUDED.error",
+            rows,
+        )
+        old = [(r[0], r[1] - ATTEMPTS_KEEP) for r in rows if r[1] > ATTEMPTS_KEEP]
+        if old:
+            cur.executemany(
+                "DELETE FROM _honker_job_attempts WHERE job_id = %s AND attempt <= %s", old
+            )
+    return len(rows)
+
+
+def attempts_list(conn: Conn, job_id: int) -> list[dict[str, Any]]:
+    """The recorded attempts of a job (at most the last 20), oldest first."""
+    rows = _all(
+        conn,
+        f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM _honker_job_attempts WHERE job_id = %s "
+        "ORDER BY attempt",
+        (job_id,),
+    )
+    return [dict(zip(ATTEMPT_COLUMNS, r, strict=True)) for r in rows]
+
+
+def job_error_save(conn: Conn, job_id: int, error: str) -> None:
+    """Remember the last error of a live job (written on every retry)."""
+    conn.execute(
+        "INSERT INTO _honker_job_errors (job_id, error) VALUES (%s, %s) ON CONFLICT (job_id) "
+        f"DO UPDATE SET error = EXCLUDED.error, at = {NOW}",
+        (job_id, error),
+    )
+
+
+def job_error_get(conn: Conn, job_id: int) -> str | None:
+    """The last error recorded for a live job, or None."""
+    row = _one(conn, "SELECT error FROM _honker_job_errors WHERE job_id = %s", (job_id,))
+    return None if row is None else str(row[0])
+
+
+def cancel_requested(conn: Conn, job_id: int) -> bool:
+    """Whether a cancel request waits for ``job_id``'s worker."""
+    sql = "SELECT 1 FROM _honker_job_cancel WHERE job_id = %s AND cancelled_at IS NULL"
+    return _one(conn, sql, (job_id,)) is not None
+
+
+def cancel_requests(conn: Conn, job_ids: Sequence[int]) -> list[int]:
+    """Which of ``job_ids`` have a cancel request."""
+    rows = _all(
+        conn,
+        "SELECT job_id FROM _honker_job_cancel WHERE job_id = ANY(%s::bigint[]) "
+        "AND cancelled_at IS NULL",
+        (list(job_ids),),
+    )
+    return [int(r[0]) for r in rows]
+
+
+def _mark_cancelled(conn: Conn, job_id: int, queue: str) -> None:
+    """Record that a job left ``_honker_live`` by cancellation (and free its unique key)."""
+    unique_release(conn, (job_id,))
+    conn.execute(
+        "INSERT INTO _honker_job_cancel (job_id, queue, cancelled_at) "
+        f"VALUES (%s, %s, {NOW}) ON CONFLICT (job_id) DO UPDATE SET cancelled_at = {NOW}",
+        (job_id, queue),
+    )
+    count_cancelled(conn, queue, 1)
+
+
+def cancel_job(conn: Conn, job_id: int, mode: str = "request") -> str | None:
+    """``Queue.cancel``: delete a pending job now, or ask the worker of a processing one.
+
+    Returns "cancelled", "requested" or None, as :func:`honker._ops.cancel_job`.
+    """
+    if mode not in CANCEL_MODES:
+        raise ValueError(f"unknown cancel mode {mode!r}; expected one of {CANCEL_MODES}")
+    states = "('pending', 'processing')" if mode == "force" else "('pending')"
+    row = _one(
+        conn,
+        f"DELETE FROM _honker_live WHERE id = %s AND state IN {states} RETURNING queue",
+        (job_id,),
+    )
+    if row is not None:
+        _mark_cancelled(conn, job_id, row[0])
+        return "cancelled"
+    if mode != "request":
+        return None
+    inserted = _count(
+        conn,
+        "INSERT INTO _honker_job_cancel (job_id, queue) SELECT id, queue FROM _honker_live "
+        "WHERE id = %s AND state = 'processing' ON CONFLICT (job_id) DO NOTHING",
+        (job_id,),
+    )
+    return "requested" if inserted > 0 else None
+
+
+def job_cancel_finish(conn: Conn, job_id: int, worker_id: str) -> bool:
+    """End a held job as cancelled: it leaves ``_honker_live`` and is counted as cancelled."""
+    row = _one(
+        conn,
+        f"DELETE FROM _honker_live WHERE {_HELD} RETURNING queue",
+        {"id": job_id, "w": worker_id},
+    )
+    if row is None:
+        return False
+    _mark_cancelled(conn, job_id, row[0])
+    return True
+
+
+def count_cancelled(conn: Conn, queue: str, n: int) -> None:
+    """Add ``n`` to this queue's cancelled counter for the current 10 s bucket."""
+    conn.execute(
+        "INSERT INTO _honker_stats_cancelled (queue, bucket, cancelled) "
+        f"VALUES (%s, {NOW} / {STATS_BUCKET_S} * {STATS_BUCKET_S}, %s) "
+        "ON CONFLICT (queue, bucket) DO UPDATE "
+        "SET cancelled = _honker_stats_cancelled.cancelled + EXCLUDED.cancelled",
+        (queue, n),
+    )
+
+
+def cancelled_since(conn: Conn, queue: str, seconds: int) -> int:
+    """Jobs of ``queue`` that ended cancelled in the last ``seconds`` (10 s buckets)."""
+    row = _one(
+        conn,
+        "SELECT COALESCE(SUM(cancelled), 0) FROM _honker_stats_cancelled "
+        f"WHERE queue = %s AND bucket > {NOW} - %s",
+        (queue, seconds),
+    )
+    return int(row[0]) if row else 0
+
+
+def progress_save_many(conn: Conn, rows: Sequence[tuple[int, float | None, str | None]]) -> None:
+    """Upsert the latest ``(job_id, fraction, message)`` of many jobs."""
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO _honker_job_progress (job_id, fraction, message) VALUES (%s, %s, %s) "
+            "ON CONFLICT (job_id) DO UPDATE SET fraction = EXCLUDED.fraction, "
+            f"message = EXCLUDED.message, updated_at = {NOW}",
+            list(rows),
+        )
+
+
+def get_job_extended(conn: Conn, job_id: int) -> dict[str, Any] | None:
+    """:func:`get_job` plus ``last_error`` and ``progress`` (``Queue.get_job``)."""
+    job = get_job(conn, job_id)
+    if job is not None:
+        job["last_error"] = job_error_get(conn, job_id)
+        job["progress"] = progress_get(conn, job_id)
+    return job
+
+
+def progress_get(conn: Conn, job_id: int) -> dict[str, Any] | None:
+    """``{"fraction", "message", "updated_at"}`` of a job's last progress, or None."""
+    row = _one(
+        conn,
+        "SELECT fraction, message, updated_at FROM _honker_job_progress WHERE job_id = %s",
+        (job_id,),
+    )
+    if row is None:
+        return None
+    return {"fraction": row[0], "message": row[1], "updated_at": row[2]}
+
+
+def job_outcome(conn: Conn, job_id: int) -> tuple[str, Any]:
+    """Where a task's job stands, for ``TaskResult``, in one snapshot (see honker._ops)."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        text = result_get(conn, job_id)
+        if text is not None:
+            return "done", text
+        row = _one(conn, "SELECT state FROM _honker_live WHERE id = %s", (job_id,))
+        if row is not None:
+            return ("running" if row[0] == "processing" else "pending"), None
+        row = _one(
+            conn, "SELECT attempts, last_error, payload FROM _honker_dead WHERE id = %s", (job_id,)
+        )
+        if row is not None:
+            return "failed", (int(row[0]), row[1], row[2])
+        row = _one(
+            conn,
+            "SELECT 1 FROM _honker_job_cancel WHERE job_id = %s AND cancelled_at IS NOT NULL",
+            (job_id,),
+        )
+        return ("cancelled" if row is not None else "gone"), None
+    finally:
+        conn.execute("COMMIT")
+
+
+def _retention_where(target: str, older_than_s: int | None) -> tuple[str, list[Any]]:
+    if target not in RETENTION_TARGETS:
+        raise ValueError(f"unknown retention target {target!r}")
+    _, _, age, extra = RETENTION_TARGETS[target]
+    clauses: list[str] = []
+    params: list[Any] = []
+    if older_than_s is not None:
+        clauses.append(f"{age} < {NOW} - %s")
+        params.append(int(older_than_s))
+    if target == "results":  # expired results always go, as the reference's sweep does
+        expired = f"(expires_at IS NOT NULL AND expires_at <= {NOW})"
+        clauses = [f"({clauses[0]} OR {expired})"] if clauses else [expired]
+    if extra:
+        clauses.append(extra)
+    return " AND ".join(clauses) or "false", params
+
+
+_MONOTONE_TARGETS = ("notifications", "stream_events")
+
+
+def retention_candidates(
+    conn: Conn, target: str, older_than_s: int | None, limit: int
+) -> list[Any]:
+    """Up to ``limit`` keys of rows ``target`` would delete (a read, off the writer)."""
+    table, key, age, _ = RETENTION_TARGETS.get(target, ("", "", "", ""))
+    where, params = _retention_where(target, older_than_s)
+    if target in _MONOTONE_TARGETS:
+        if older_than_s is None:
+            return []
+        rows = _all(
+            conn,
+            f"SELECT {key}, {age} < {NOW} - %s FROM {table} ORDER BY {key} LIMIT %s",
+            (int(older_than_s), limit),
+        )
+        keys = []
+        for row in rows:
+            if not row[1]:
+                break
+            keys.append(row[0])
+        return keys
+    rows = _all(
+        conn, f"SELECT DISTINCT {key} FROM {table} WHERE {where} LIMIT %s", (*params, limit)
+    )
+    return [r[0] for r in rows]
+
+
+def retention_delete(conn: Conn, target: str, keys: Sequence[Any], older_than_s: int | None) -> int:
+    """Delete the rows of ``keys`` that still match ``target``'s condition; returns how many."""
+    table, key, _, _ = RETENTION_TARGETS.get(target, ("", "", "", ""))
+    where, params = _retention_where(target, older_than_s)
+    if not keys:
+        return 0
+    cast = "text" if isinstance(keys[0], str) else "bigint"
+    return _count(
+        conn,
+        f"DELETE FROM {table} WHERE ({key}) = ANY(%s::{cast}[]) AND {where}",
+        (list(keys), *params),
+    )

@@ -24,9 +24,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .._schema import JOBS_VIEW_DDL
+from .._schema import JOBS_META_INDEXES, JOBS_META_TABLES, JOBS_VIEW_DDL
 
-SCHEMA_VERSION = 2  # 2: workers, job traces, unique keys, paused queues
+SCHEMA_VERSION = 3  # 2: workers, traces, unique keys, paused queues; 3: job control
 
 # The server's "now" in unix seconds, fixed for one statement (statement_timestamp() is
 # STABLE, so it may bound an index scan), truncated like SQLite's unixepoch().
@@ -168,6 +168,41 @@ TABLES_DDL: tuple[str, ...] = (
       queue TEXT PRIMARY KEY,
       paused_at BIGINT NOT NULL DEFAULT {NOW}
     )""",
+    f"""CREATE TABLE IF NOT EXISTS _honker_job_cancel (
+      job_id BIGINT PRIMARY KEY,
+      queue TEXT NOT NULL,
+      requested_at BIGINT NOT NULL DEFAULT {NOW},
+      cancelled_at BIGINT
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS _honker_job_progress (
+      job_id BIGINT PRIMARY KEY,
+      fraction DOUBLE PRECISION,
+      message TEXT,
+      updated_at BIGINT NOT NULL DEFAULT {NOW}
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS _honker_job_errors (
+      job_id BIGINT PRIMARY KEY,
+      error TEXT NOT NULL,
+      at BIGINT NOT NULL DEFAULT {NOW}
+    )""",
+    """CREATE TABLE IF NOT EXISTS _honker_job_attempts (
+      job_id BIGINT NOT NULL,
+      attempt BIGINT NOT NULL,
+      worker_id TEXT,
+      started_at DOUBLE PRECISION,
+      ended_at DOUBLE PRECISION NOT NULL,
+      duration_s DOUBLE PRECISION,
+      outcome TEXT NOT NULL,
+      error TEXT,
+      PRIMARY KEY (job_id, attempt)
+    )""",
+    """CREATE TABLE IF NOT EXISTS _honker_stats_cancelled (
+      queue TEXT NOT NULL,
+      bucket BIGINT NOT NULL,
+      cancelled BIGINT NOT NULL DEFAULT 0,
+      PRIMARY KEY (queue, bucket)
+    )""",
+    *(f"CREATE INDEX IF NOT EXISTS {name} ON {target}" for name, target in JOBS_META_INDEXES),
     f"""CREATE TABLE IF NOT EXISTS _honker_schema_version (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       version INTEGER NOT NULL,
@@ -194,6 +229,7 @@ EXPECTED_TABLES = (
     "_honker_job_trace",
     "_honker_unique",
     "_honker_paused",
+    *JOBS_META_TABLES,
 )
 
 # Advisory lock class (first key) for schema installation; the second key is the schema.
