@@ -519,3 +519,11 @@ def test_cli_prune_applies_the_policy_once(db: honker.Database, db_path: str) ->
     assert "retention 'dead': cannot read duration 'soon'" in bad.stderr
     missing = cli(db_path, "prune", str(Path(db_path).with_name("nope.db")))
     assert missing.returncode != 0 and "no database file" in missing.stderr
+
+
+def test_a_queue_whose_only_job_was_cancelled_is_still_listed(db: honker.Database) -> None:
+    q = db.queue("cancel-only")
+    job_id = q.enqueue({"x": 1})
+    q.cancel(job_id)
+    assert q.get_job(job_id) is None
+    assert "cancel-only" in db.queue_names()

@@ -1036,10 +1036,12 @@ JOB_STATES = ("pending", "delayed", "processing", "dead")
 
 
 def queue_names(conn: sqlite3.Connection) -> list[str]:
-    """Every queue name that has live or dead jobs or recent outcome counters."""
+    """Every queue name that has live or dead jobs, recent outcome counters (cancellations
+    included) or a pause."""
     rows = conn.execute(
         "SELECT DISTINCT queue FROM _honker_live UNION SELECT DISTINCT queue FROM _honker_dead "
         "UNION SELECT DISTINCT queue FROM _honker_stats "
+        "UNION SELECT DISTINCT queue FROM _honker_stats_cancelled "
         "UNION SELECT queue FROM _honker_paused ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
@@ -1814,3 +1816,93 @@ def retention_delete(
         (json.dumps(list(keys)), *params),
     )
     return cur.rowcount
+
+
+# -- dashboard reads (issue 15, dashboard part) ----------------------------------------------
+# Reads of honker.dashboard: jobs filtered by task name, the task names of a queue, and the
+# per-minute outcome history of a queue from _honker_stats. Read-only.
+
+# The task name of a job's envelope ({"__honker_task__": {"task": name, ...}}); NULL for a
+# raw payload or one that is not valid JSON (json_extract would raise on those). The job
+# queries read payloads as BLOBs (see _blob), which SQLite >= 3.45 would take for JSONB:
+# hence the cast back to text.
+_TASK_OF_PAYLOAD = (
+    "CASE WHEN json_valid(CAST(payload AS TEXT)) "
+    "THEN json_extract(CAST(payload AS TEXT), '$.__honker_task__.task') END"
+)
+TASK_NAMES_LIMIT = 200
+TASK_NAMES_SCAN = 5000
+
+
+def _jobs_of_task(
+    queue: str, state: str | None, search: str | None, task: str | None
+) -> tuple[str, list[Any]]:
+    sql, params = _jobs_query(queue, state, search)
+    if task is None:
+        return f"SELECT * FROM ({sql})", params
+    return f"SELECT * FROM ({sql}) WHERE {_TASK_OF_PAYLOAD} = ?", [*params, task]
+
+
+def dashboard_list_jobs(
+    conn: sqlite3.Connection,
+    queue: str,
+    state: str | None,
+    search: str | None,
+    task: str | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    """:func:`list_jobs` that also filters by task name (``task=None``: every job)."""
+    sql, params = _jobs_of_task(queue, state, search, task)
+    rows = conn.execute(f"{sql} ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset))
+    return [_job_dict(JOB_DETAIL_COLUMNS, r) for r in rows.fetchall()]
+
+
+def dashboard_count_jobs(
+    conn: sqlite3.Connection, queue: str, state: str | None, search: str | None, task: str | None
+) -> int:
+    """How many jobs :func:`dashboard_list_jobs` would return without paging."""
+    sql, params = _jobs_of_task(queue, state, search, task)
+    return int(conn.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0])
+
+
+def dashboard_task_names(conn: sqlite3.Connection, queue: str) -> list[str]:
+    """The distinct task names among ``queue``'s newest live and dead jobs, sorted.
+
+    Looks at the newest ``TASK_NAMES_SCAN`` rows of each table (a bounded read however
+    long the queue) and returns at most ``TASK_NAMES_LIMIT`` names.
+    """
+    live, dead = (
+        f"SELECT {_TASK_OF_PAYLOAD} AS task FROM (SELECT payload FROM {table} "
+        f"WHERE queue = ? ORDER BY id DESC LIMIT {TASK_NAMES_SCAN})"
+        for table in ("_honker_live", "_honker_dead")
+    )
+    rows = conn.execute(
+        f"SELECT DISTINCT task FROM ({live} UNION ALL {dead}) "
+        "WHERE typeof(task) = 'text' ORDER BY task LIMIT ?",
+        (queue, queue, TASK_NAMES_LIMIT),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def queue_throughput(conn: sqlite3.Connection, queue: str, minutes: int) -> dict[str, Any]:
+    """Jobs of ``queue`` done and dead-lettered per minute over the last ``minutes`` minutes.
+
+    Returns ``{"now": unix, "minutes": [(minute_start, done, dead), ...]}``, oldest first,
+    one entry per minute (zeros included); the last one is the current, partial minute.
+    ``_honker_stats`` keeps 10 s buckets for a day (``STATS_KEEP_S``).
+    """
+    now = sqlite_now(conn)
+    first = (now // 60 - (minutes - 1)) * 60
+    rows = conn.execute(
+        "SELECT bucket / 60 * 60, SUM(done), SUM(dead) FROM _honker_stats "
+        "WHERE queue = ? AND bucket >= ? GROUP BY 1",
+        (queue, first),
+    ).fetchall()
+    counts = {int(m): (int(done), int(dead)) for m, done, dead in rows}
+    series = []
+    for i in range(minutes):
+        start = first + 60 * i
+        done, dead = counts.get(start, (0, 0))
+        series.append((start, done, dead))
+    return {"now": now, "minutes": series}

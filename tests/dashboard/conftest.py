@@ -17,7 +17,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from dashboard_support import CHROMIUM, CHROMIUM_ARGS, LOCAL, SERVE, Dashboard, PageProbe
+from dashboard_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LOCAL,
+    SERVE,
+    SWAP_COUNTER,
+    Dashboard,
+    PageProbe,
+)
 from starlette.testclient import TestClient
 
 import honker
@@ -97,14 +105,6 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
-
-
-SWAP_COUNTER = """
-document.addEventListener("htmx:afterSwap", () => {
-  const root = document.documentElement;
-  root.dataset.swaps = String(Number(root.dataset.swaps || 0) + 1);
-});
-"""
 
 
 @pytest.fixture

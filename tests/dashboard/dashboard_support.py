@@ -39,6 +39,15 @@ if sys.argv[4] == "1":  # serve a relative path (as a user typing 'app.db' would
 raise SystemExit(serve(path, host="127.0.0.1", port=0, token=token, read_only=read_only))
 """
 
+# Counts htmx swaps on <html data-swaps>: tests wait for it with locators, since the
+# dashboard's Content-Security-Policy forbids the eval behind page.wait_for_function.
+SWAP_COUNTER = """
+document.addEventListener("htmx:afterSwap", () => {
+  const root = document.documentElement;
+  root.dataset.swaps = String(Number(root.dataset.swaps || 0) + 1);
+});
+"""
+
 
 def csrf_token(client: TestClient, path: str = "/") -> str:
     """GET ``path`` (setting the CSRF cookie) and return the form token in the page."""

@@ -369,7 +369,9 @@ def test_discard_one_dead_job(db: honker.Database, client: TestClient) -> None:
     assert db.queue("emails").find_job(job_id) is None
 
 
-def test_cancel_pending_but_not_processing(db: honker.Database, client: TestClient) -> None:
+def test_cancel_pending_at_once_and_processing_by_request(
+    db: honker.Database, client: TestClient
+) -> None:
     q = db.queue("emails")
     pending = q.enqueue({"k": 1}, delay=600)
     running = q.enqueue({"k": 2})
@@ -377,9 +379,12 @@ def test_cancel_pending_but_not_processing(db: honker.Database, client: TestClie
     token = csrf_token(client)
     assert post(client, f"/queues/emails/jobs/{pending}/cancel", token) == 303
     assert q.find_job(pending) is None
+    assert f"Cancelled job {pending}." in client.get("/").text
     assert post(client, f"/queues/emails/jobs/{running}/cancel", token) == 303
     assert q.find_job(running)["state"] == "processing"  # type: ignore[index]
-    assert "only pending jobs can be cancelled" in client.get("/").text
+    assert f"Asked the worker running job {running} to cancel it." in client.get("/").text
+    assert post(client, f"/queues/emails/jobs/{running}/cancel", token) == 303
+    assert "already has a cancel request" in client.get("/").text
     assert post(client, f"/queues/emails/jobs/{running}/retry", token) == 303
     assert "not dead: nothing to retry" in client.get("/").text
 

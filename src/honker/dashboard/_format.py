@@ -86,7 +86,15 @@ def truncate(text: Any, limit: int = 120) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
+def error_info(text: Any) -> Any:
+    """A recorded error split into type, message and traceback (see ``_describe``)."""
+    from ._describe import describe_error
+
+    return describe_error(text if isinstance(text, str) else None)
+
+
 FILTERS = {
+    "error_info": error_info,
     "url_part": url_part,
     "abs_time": abs_time,
     "iso_time": iso_time,

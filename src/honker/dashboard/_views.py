@@ -26,13 +26,19 @@ from starlette.templating import Jinja2Templates
 
 import honker
 from honker._ops import JOB_STATES
+from honker.workers import list_workers, live_worker_count
 
+from ._chart import throughput_chart
+from ._describe import describe_job
 from ._security import CSRF_COOKIE, CSRF_FIELD, Csrf, cookie_path, request_path
 
 PAGE_SIZE = 50
 MAX_PAGE = 1_000_000
 MAX_SEARCH = 500
 MAX_JOB_ID = 2**63 - 1
+MAX_TASK_NAME = 500
+CHART_MINUTES = 60
+BULK_ACTIONS = ("retry", "discard", "cancel")
 FLASH_COOKIE = "honker_dashboard_flash"
 
 
@@ -62,6 +68,14 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or not 1 <= int(raw) <= maximum:
         raise HTTPException(400, f"{name} must be a whole number from 1 to {maximum}")
     return int(raw)
+
+
+def _jobs_text(ids: list[int]) -> str:
+    """``3 jobs (4, 7, 9)``, ``1 job (4)`` or ``0 jobs``; at most 10 ids are listed."""
+    if not ids:
+        return "0 jobs"
+    shown = ", ".join(str(i) for i in ids[:10]) + (", …" if len(ids) > 10 else "")
+    return f"{len(ids)} job{'' if len(ids) == 1 else 's'} ({shown})"
 
 
 class Dashboard:
@@ -155,20 +169,40 @@ class Dashboard:
                 "schedules": self.scheduler.list(),
                 "locks": db.locks_info(),
                 "notifications": db.notifications_count(),
+                "workers_alive": live_worker_count(db),
             },
         )
 
     def queue_page(self, request: Request) -> Response:
-        """``GET /queues/{name}``: jobs filtered by state, searched by payload, paginated."""
+        """``GET /queues/{name}``: jobs filtered by state and task, searched by payload,
+        paginated; the queue's throughput over the last hour."""
         name = request.path_params["name"]
         queue = self._known_queue(name)
         state = request.query_params.get("state") or None
         if state is not None and state not in JOB_STATES:
             raise HTTPException(400, f"state must be one of {', '.join(JOB_STATES)}")
         search = request.query_params.get("q", "")[:MAX_SEARCH] or None
+        task = request.query_params.get("task") or None
+        if task is not None and len(task) > MAX_TASK_NAME:
+            raise HTTPException(400, f"task must be at most {MAX_TASK_NAME} characters")
         page = _int_param(request, "page", 1, MAX_PAGE)
-        total = queue.count_jobs(state, search)
-        jobs = queue.list_jobs(state, search, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        engine = self.db.engine
+        total = engine.read(engine.ops.dashboard_count_jobs, name, state, search, task)
+        jobs = engine.read(
+            engine.ops.dashboard_list_jobs,
+            name,
+            state,
+            search,
+            task,
+            PAGE_SIZE,
+            (page - 1) * PAGE_SIZE,
+        )
+        # The filter form sits outside #live: a live refresh does not need its choices.
+        live_refresh = request.headers.get("hx-request") == "true"
+        tasks = [] if live_refresh else engine.read(engine.ops.dashboard_task_names, name)
+        if task is not None and task not in tasks:
+            tasks = sorted([*tasks, task])
+        history = engine.read(engine.ops.queue_throughput, name, CHART_MINUTES)
         pages = max(1, -(-total // PAGE_SIZE))
         return self._render(
             request,
@@ -177,47 +211,104 @@ class Dashboard:
                 "title": f"Queue {name}",
                 "queue": name,
                 "stats": queue.stats(),
-                "jobs": jobs,
+                "jobs": [self._with_progress(queue, describe_job(j)) for j in jobs],
                 "state": state,
                 "states": JOB_STATES,
                 "search": search or "",
+                "task": task,
+                "tasks": tasks,
                 "page": page,
                 "pages": pages,
                 "total": total,
                 "first": (page - 1) * PAGE_SIZE + 1,
                 "page_size": PAGE_SIZE,
+                "chart": throughput_chart(history["minutes"]),
             },
         )
 
+    @staticmethod
+    def _with_progress(queue: honker.Queue, job: dict[str, Any]) -> dict[str, Any]:
+        """``job`` with the progress its task last reported (processing jobs only)."""
+        job["progress"] = queue.progress(job["id"]) if job["state"] == "processing" else None
+        return job
+
     def job_page(self, request: Request) -> Response:
-        """``GET /queues/{name}/jobs/{id}``: one job, live or dead."""
+        """``GET /queues/{name}/jobs/{id}``: one job, live or dead, or finished (its stored
+        result and attempt history), with its progress and attempt history."""
         name = request.path_params["name"]
         job_id = parse_job_id(request.path_params["job_id"])
         queue = self._known_queue(name)
+        engine = self.db.engine
         job = queue.find_job(job_id)
+        attempts = queue.job_attempts(job_id)
+        found, result = queue.get_result(job_id)
         if job is None:
-            raise HTTPException(
-                404,
-                f"job {job_id} is not in queue {name!r}: it may have completed, been "
-                "cancelled or discarded (finished jobs are deleted)",
+            elsewhere = engine.read(engine.ops.find_job, job_id) is not None
+            if elsewhere or not (found or attempts):
+                raise HTTPException(
+                    404,
+                    f"job {job_id} is not in queue {name!r}: it may have completed, been "
+                    "cancelled or discarded (finished jobs are deleted)",
+                )
+            last = attempts[-1]["outcome"] if attempts else "done"
+            finished = {"id": job_id, "queue": name, "state": last, "finished": True}
+            context = {"job": finished, "attempts": attempts, "result": (found, result)}
+        else:
+            live = queue.get_job(job_id) if job["state"] != "dead" else None
+            if live is not None and job.get("last_error") is None:
+                job["last_error"] = live.get("last_error")
+            job["progress"] = None if live is None else live.get("progress")
+            job["cancel_requested"] = job["state"] == "processing" and bool(
+                engine.read(engine.ops.cancel_requested, job_id)
             )
+            context = {"job": describe_job(job), "attempts": attempts, "result": (found, result)}
         return self._render(
-            request, "job.html", {"title": f"Job {job_id}", "queue": name, "job": job}
+            request,
+            "job.html",
+            {"title": f"Job {job_id}", "queue": name, **context},
         )
+
+    def workers_page(self, request: Request) -> Response:
+        """``GET /workers``: registered worker processes, live and recently gone."""
+        workers = list_workers(self.db, include_gone=True)
+        return self._render(
+            request,
+            "workers.html",
+            {
+                "title": "Workers",
+                "workers": workers,
+                "alive": sum(1 for w in workers if w["alive"]),
+            },
+        )
+
+    def stream_page(self, request: Request) -> Response:
+        """``GET /streams/{topic}``: one stream topic, its consumers, their offsets and lag."""
+        topic = request.path_params["topic"]
+        info = next((s for s in self.db.streams_info() if s["topic"] == topic), None)
+        if info is None:
+            raise HTTPException(404, f"no stream topic named {topic!r}")
+        return self._render(request, "stream.html", {"title": f"Stream {topic}", "stream": info})
 
     # -- actions -----------------------------------------------------------------------------
     async def _checked_form(self, request: Request) -> dict[str, str]:
         """The POSTed form after the read-only and CSRF checks (403 when either fails)."""
+        fields, _ = await self._checked_form_with_jobs(request)
+        return fields
+
+    async def _checked_form_with_jobs(self, request: Request) -> tuple[dict[str, str], list[str]]:
+        """:meth:`_checked_form`, plus every ``job`` field (the ticked boxes of a list)."""
         if self.read_only:
             raise HTTPException(403, "this dashboard is read-only")
-        async with request.form(max_files=0, max_fields=20) as form:
+        # A job list is one form: its rows' boxes come along with every button in it.
+        async with request.form(max_files=0, max_fields=PAGE_SIZE + 20) as form:
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            picked = [v for v in form.getlist("job") if isinstance(v, str)]
         if not self.csrf.valid(request.cookies.get(CSRF_COOKIE), fields.get(CSRF_FIELD)):
             raise HTTPException(
                 403,
                 "missing or invalid CSRF token: reload the page and try again",
             )
-        return fields
+        return fields, picked
 
     def _back(self, request: Request, fields: dict[str, str], message: str) -> Response:
         """303 to the form's ``next`` (a path inside the dashboard) with a flash message."""
@@ -263,12 +354,15 @@ class Dashboard:
             raise HTTPException(404, f"no job {job_id} in queue {name!r}")
         state = job["state"]
         if action == "cancel":
-            if state not in ("pending", "delayed"):
-                return f"Job {job_id} is {state}: only pending jobs can be cancelled."
-            done = queue.cancel(job_id, pending_only=True)
-            if done:
-                return f"Cancelled job {job_id}."
-            return f"Job {job_id} was claimed by a worker or finished meanwhile: not cancelled."
+            if state == "dead":
+                return f"Job {job_id} is dead: nothing to cancel (discard it instead)."
+            if not queue.cancel(job_id):
+                if state == "processing":
+                    return f"Job {job_id} already has a cancel request waiting for its worker."
+                return f"Job {job_id} finished meanwhile: nothing to cancel."
+            if state == "processing":
+                return f"Asked the worker running job {job_id} to cancel it."
+            return f"Cancelled job {job_id}."
         if state != "dead":
             return f"Job {job_id} is {state}, not dead: nothing to {action}."
         if action == "retry":
@@ -278,11 +372,17 @@ class Dashboard:
         return f"Discarded dead job {job_id}." if n else f"Job {job_id} was not dead."
 
     async def queue_action(self, request: Request) -> Response:
-        """``POST /queues/{name}/{retry-dead|discard-dead}``: every dead job of a queue."""
-        fields = await self._checked_form(request)
+        """``POST /queues/{name}/{retry-dead|discard-dead|pause|resume|bulk}``: every dead
+        job of a queue, pausing or resuming it, or (``bulk``) the ticked jobs."""
+        fields, picked = await self._checked_form_with_jobs(request)
         name = request.path_params["name"]
         action = request.path_params["action"]
-        if action not in ("retry-dead", "discard-dead"):
+        if action == "bulk":
+            message = await run_in_threadpool(
+                self._bulk_action, name, fields.get("action", ""), picked
+            )
+            return self._back(request, fields, message)
+        if action not in ("retry-dead", "discard-dead", "pause", "resume"):
             raise HTTPException(404, f"unknown action {action!r}")
         if action == "discard-dead" and fields.get("confirm") != "yes":
             return self._back(request, fields, "Tick the box to confirm discarding.")
@@ -291,9 +391,54 @@ class Dashboard:
 
     def _queue_action(self, name: str, action: str) -> str:
         queue = self._known_queue(name)
+        if action == "pause":
+            if queue.pause():
+                return f"Paused queue {name}: workers claim nothing from it until resumed."
+            return f"Queue {name} was already paused."
+        if action == "resume":
+            return f"Resumed queue {name}." if queue.resume() else f"Queue {name} was not paused."
         if action == "retry-dead":
             return f"Retried {queue.retry_dead()} dead job(s) of {name}."
         return f"Discarded {queue.discard_dead()} dead job(s) of {name}."
+
+    def _bulk_action(self, name: str, action: str, picked: list[str]) -> str:
+        if action not in BULK_ACTIONS:
+            raise HTTPException(400, f"action must be one of {', '.join(BULK_ACTIONS)}")
+        if len(picked) > PAGE_SIZE:
+            raise HTTPException(400, f"at most {PAGE_SIZE} jobs at a time")
+        ids: list[int] = []
+        for text in picked:
+            if not text.isascii() or not text.isdigit() or len(text) > 19:
+                raise HTTPException(400, f"job ids must be whole numbers, got {text[:30]!r}")
+            if int(text) <= MAX_JOB_ID and int(text) not in ids:
+                ids.append(int(text))
+        queue = self._known_queue(name)
+        if not ids:
+            return "Nothing selected: tick the jobs first."
+        acted: list[int] = []
+        requested: list[int] = []  # running jobs whose worker was asked to cancel them
+        skipped: list[int] = []
+        for job_id in ids:
+            job = queue.find_job(job_id)
+            state = None if job is None else job["state"]
+            if action == "cancel":
+                ok = state in ("pending", "delayed", "processing") and queue.cancel(job_id)
+            elif action == "retry":
+                ok = state == "dead" and queue.retry_dead(job_id) > 0
+            else:
+                ok = state == "dead" and queue.discard_dead(job_id) > 0
+            if not ok:
+                skipped.append(job_id)
+            else:
+                (requested if state == "processing" else acted).append(job_id)
+        verb = {"cancel": "Cancelled", "retry": "Retried", "discard": "Discarded"}[action]
+        message = f"{verb} {_jobs_text(acted)}."
+        if requested:
+            message += f" Asked the workers running {_jobs_text(requested)} to cancel them."
+        if skipped:
+            why = "dead, or a cancel request waits" if action == "cancel" else "not dead"
+            message += f" Skipped {_jobs_text(skipped)} ({why}, or gone)."
+        return message
 
     async def schedule_action(self, request: Request) -> Response:
         """``POST /schedules/{name}/{pause|resume}``."""

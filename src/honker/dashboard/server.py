@@ -136,6 +136,8 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/", dashboard.overview, methods=["GET"]),
         Route("/events", dashboard.events, methods=["GET"]),
+        Route("/workers", dashboard.workers_page, methods=["GET"]),
+        Route("/streams/{topic:path}", dashboard.stream_page, methods=["GET"]),
         Route("/queues/{name:path}/jobs/{job_id}/{action}", dashboard.job_action, methods=["POST"]),
         Route("/queues/{name:path}/jobs/{job_id}", dashboard.job_page, methods=["GET"]),
         Route("/queues/{name:path}/{action}", dashboard.queue_action, methods=["POST"]),
