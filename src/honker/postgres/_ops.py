@@ -39,6 +39,8 @@ from .._ops import (
     STATS_BUCKET_S,
     STATS_KEEP_S,
     STREAM_COLUMNS,
+    TASK_NAMES_LIMIT,
+    TASK_NAMES_SCAN,
     TICK_CAP,
     WORKER_COLUMNS,
     WORKER_PRUNE_AFTER_S,
@@ -63,6 +65,8 @@ __all__ = [
     "STATS_BUCKET_S",
     "STATS_KEEP_S",
     "STREAM_COLUMNS",
+    "TASK_NAMES_LIMIT",
+    "TASK_NAMES_SCAN",
     "TICK_CAP",
     "WORKER_COLUMNS",
     "WORKER_PRUNE_AFTER_S",
@@ -979,6 +983,7 @@ def queue_names(conn: Conn) -> list[str]:
         conn,
         "SELECT DISTINCT queue FROM _honker_live UNION SELECT DISTINCT queue FROM _honker_dead "
         "UNION SELECT DISTINCT queue FROM _honker_stats "
+        "UNION SELECT DISTINCT queue FROM _honker_stats_cancelled "
         "UNION SELECT queue FROM _honker_paused ORDER BY 1",
     )
     return [r[0] for r in rows]
@@ -1624,3 +1629,83 @@ def retention_delete(conn: Conn, target: str, keys: Sequence[Any], older_than_s:
         f"DELETE FROM {table} WHERE ({key}) = ANY(%s::{cast}[]) AND {where}",
         (list(keys), *params),
     )
+
+
+# -- dashboard reads ---------------------------------------------------------------------
+
+# The task name of a job's envelope, NULL for any other payload. Only payloads that start
+# like an envelope are parsed (PostgreSQL 15 has no json_valid(): a payload that starts so
+# but is not JSON would fail the read; honker itself never writes one).
+_TASK_OF_PAYLOAD = (
+    "CASE WHEN starts_with(payload, '{\"__honker_task__\"') "
+    "AND json_typeof(payload::json -> '__honker_task__' -> 'task') = 'string' "
+    "THEN payload::json -> '__honker_task__' ->> 'task' END"
+)
+
+
+def _jobs_of_task(
+    queue: str, state: str | None, search: str | None, task: str | None
+) -> tuple[str, list[Any]]:
+    sql, params = _jobs_query(queue, state, search)
+    if task is None:
+        return f"SELECT * FROM ({sql}) j", params
+    return f"SELECT * FROM ({sql}) j WHERE {_TASK_OF_PAYLOAD} = %s", [*params, task]
+
+
+def dashboard_list_jobs(
+    conn: Conn,
+    queue: str,
+    state: str | None,
+    search: str | None,
+    task: str | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    """:func:`list_jobs` that also filters by task name (``task=None``: every job)."""
+    sql, params = _jobs_of_task(queue, state, search, task)
+    rows = _all(conn, f"{sql} ORDER BY id DESC LIMIT %s OFFSET %s", (*params, limit, offset))
+    return [dict(zip(JOB_DETAIL_COLUMNS, r, strict=True)) for r in rows]
+
+
+def dashboard_count_jobs(
+    conn: Conn, queue: str, state: str | None, search: str | None, task: str | None
+) -> int:
+    """How many jobs :func:`dashboard_list_jobs` would return without paging."""
+    sql, params = _jobs_of_task(queue, state, search, task)
+    row = _one(conn, f"SELECT COUNT(*) FROM ({sql}) c", params)
+    return int(row[0]) if row else 0
+
+
+def dashboard_task_names(conn: Conn, queue: str) -> list[str]:
+    """The distinct task names among ``queue``'s newest live and dead jobs, sorted."""
+    live, dead = (
+        f"SELECT {_TASK_OF_PAYLOAD} AS task FROM (SELECT payload FROM {table} "
+        f"WHERE queue = %s ORDER BY id DESC LIMIT {TASK_NAMES_SCAN}) p"
+        for table in ("_honker_live", "_honker_dead")
+    )
+    rows = _all(
+        conn,
+        f"SELECT DISTINCT task FROM ({live} UNION ALL {dead}) t "
+        "WHERE task IS NOT NULL ORDER BY task LIMIT %s",
+        (queue, queue, TASK_NAMES_LIMIT),
+    )
+    return [str(r[0]) for r in rows]
+
+
+def queue_throughput(conn: Conn, queue: str, minutes: int) -> dict[str, Any]:
+    """Jobs of ``queue`` done and dead-lettered per minute over the last ``minutes`` minutes."""
+    now = server_now(conn)
+    first = (now // 60 - (minutes - 1)) * 60
+    rows = _all(
+        conn,
+        "SELECT bucket / 60 * 60, SUM(done), SUM(dead) FROM _honker_stats "
+        "WHERE queue = %s AND bucket >= %s GROUP BY 1",
+        (queue, first),
+    )
+    counts = {int(m): (int(done), int(dead)) for m, done, dead in rows}
+    series = []
+    for i in range(minutes):
+        start = first + 60 * i
+        done, dead = counts.get(start, (0, 0))
+        series.append((start, done, dead))
+    return {"now": now, "minutes": series}
