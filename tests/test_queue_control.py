@@ -382,7 +382,7 @@ runs = {}
 
 @work.task(name="job")
 def job(n):
-    print(f"RAN {n}\n", end="", flush=True)  # one write: lines of two threads never mix
+    print(f"RAN {n}\\n", end="", flush=True)  # one write: lines of two threads never mix
     return n
 
 @other.task(name="marker")
