@@ -460,3 +460,23 @@ def test_migrate_copies_a_sqlite_file_idempotently(url: str, tmp_path: Path) -> 
     assert "jobs: 0" in forced.stdout and "stream events: 0" in forced.stdout
     bad = _migrate_cli(str(tmp_path / "missing.db"), url)
     assert bad.returncode == 2 and "no database file" in bad.stderr
+
+
+def test_the_postgres_ops_module_has_every_op_with_the_same_signature() -> None:
+    """A new function in honker._ops needs its PostgreSQL twin (feature modules call
+    ``engine.ops.<name>`` on either engine)."""
+    import inspect
+
+    from honker import _ops as sqlite_ops
+    from honker.postgres import _ops as pg_ops
+
+    for name, fn in vars(sqlite_ops).items():
+        if name.startswith("_"):
+            continue
+        if name.isupper():
+            assert hasattr(pg_ops, name), name
+        elif inspect.isfunction(fn) and fn.__module__ == sqlite_ops.__name__:
+            twin = getattr(pg_ops, name, None)
+            assert twin is not None, f"honker.postgres._ops lacks {name}"
+            want = list(inspect.signature(fn).parameters)[1:]
+            assert list(inspect.signature(twin).parameters)[1:] == want, name
