@@ -8,7 +8,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 BENCH_VENV  := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-bench
 
-.PHONY: demo test lint typecheck pytest bench soak clean chromium
+.PHONY: demo test lint typecheck pytest bench soak clean chromium postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,15 @@ chromium:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; } \
 	  || echo "warning: chromium could not be installed; the dashboard browser tests will be skipped" >&2
 
-pytest: $(STAMP) chromium
+# Debian's PostgreSQL server binaries for the PostgreSQL engine's tests. The tests start a
+# throwaway cluster of their own (tests/pg.py); the package's default cluster is not used.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; } \
+	  || echo "warning: postgresql could not be installed; the PostgreSQL engine tests will be skipped" >&2
+
+pytest: $(STAMP) chromium postgresql
 	$(BIN)/python -m pytest -n 2 -q
 
 test: lint typecheck pytest

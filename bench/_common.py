@@ -88,14 +88,14 @@ def raw_live_single_rate(n: int = 20000) -> float:
     return n / elapsed
 
 
-def write_rates(n: int, make_write: Any) -> tuple[float, float]:
-    """Rates of ``write(i, tx)`` (``write = make_write(db)``) on a fresh database: its own
-    transaction each (``tx=None``), then 100 per ``db.transaction()``.
+def write_rates(n: int, make_write: Any, target: str | None = None) -> tuple[float, float]:
+    """Rates of ``write(i, tx)`` (``write = make_write(db)``) on a fresh database (or on
+    ``target``): its own transaction each (``tx=None``), then 100 per ``db.transaction()``.
     Returns ``(single/s, batched/s)``."""
     import honker
 
     with temp_db() as path:
-        db = honker.open(path)
+        db = honker.open(target or path)
         write = make_write(db)
         start = time.perf_counter()
         for i in range(n):

@@ -16,6 +16,7 @@ SCRIPTS = [
     "sql_bench.py",
     "targets.py",
     "peers.py",
+    "postgres_bench.py",
 ]
 
 

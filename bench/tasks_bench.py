@@ -39,9 +39,11 @@ APP = textwrap.dedent(
 )
 
 
-def run(n: int, concurrency: int, task: str) -> float:
-    with temp_db() as path:
-        appdir = os.path.dirname(path)
+def run(n: int, concurrency: int, task: str, target: str | None = None) -> float:
+    """Tasks/s of the worker CLI; on a fresh file, or on ``target`` (e.g. a PostgreSQL URL)."""
+    with temp_db() as scratch:
+        path = target or scratch
+        appdir = os.path.dirname(scratch)
         with open(os.path.join(appdir, "benchapp.py"), "w") as f:
             f.write(APP)
         env = dict(os.environ, BENCH_DB=path, PYTHONPATH=f"{appdir}{os.pathsep}{SRC}")
@@ -79,9 +81,9 @@ def run(n: int, concurrency: int, task: str) -> float:
     return n / elapsed
 
 
-def claim_batch_rate(n: int) -> float:
-    with temp_db() as path:
-        db = honker.open(path)
+def claim_batch_rate(n: int, target: str | None = None) -> float:
+    with temp_db() as scratch:
+        db = honker.open(target or scratch)
         q = db.queue("bench")
         with db.transaction() as tx:
             for i in range(n):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BELFRY_SRC = ROOT / "apps" / "belfry" / "src"  # belfry's own distribution (honker-belfry)
@@ -153,7 +154,7 @@ import asyncio, json, sys
 import honker
 
 async def main():
-    db = honker.open(sys.argv[1], watcher_backend=sys.argv[2])
+    db = honker.open(sys.argv[1], watcher_backend=sys.argv[2] or None)
     q = db.queue("work")
     done = []
     print("READY", flush=True)
@@ -172,3 +173,17 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+PG_NOW = "floor(extract(epoch FROM statement_timestamp()))::bigint"
+
+
+def sql_for(db: Any, sql: str) -> str:
+    """Test SQL written for SQLite (``?`` placeholders, ``unixepoch()``), for ``db``'s engine.
+
+    On PostgreSQL: ``%s`` placeholders and the server clock in unix seconds. Only for test
+    SQL without ``?`` or ``unixepoch()`` inside string literals.
+    """
+    if db.engine.kind != "postgres":
+        return sql
+    return sql.replace("?", "%s").replace("unixepoch()", PG_NOW)

@@ -17,6 +17,8 @@ import honker
 from helpers import Child, python_env
 from honker import TaskResult
 
+pytestmark = pytest.mark.engines
+
 
 def cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 30

@@ -16,13 +16,15 @@ import pytest
 from obs_support import CLI, app_env, cli, eventually
 
 import honker
-from helpers import Child
+from helpers import Child, sql_for
 from honker import Retention, TaskResult
 from honker._observe import WorkerObserver
 from honker.queue import Job
 from honker.retention import parse_duration, prune
 from honker.tasks import ENVELOPE_KEY, TaskRegistry, TaskSpec
 from honker.worker import WorkerPool
+
+pytestmark = pytest.mark.engines
 
 
 def start_worker(db_path: str, out: Path) -> Child:
@@ -313,11 +315,15 @@ def test_a_bad_retention_at_open_writes_nothing(tmp_path: Path) -> None:
 
 def age_everything(db: honker.Database, seconds: int) -> None:
     with db.transaction() as tx:
-        tx.execute("UPDATE _honker_dead SET died_at = died_at - ?", [seconds])
-        tx.execute("UPDATE _honker_results SET created_at = created_at - ?", [seconds])
-        tx.execute("UPDATE _honker_notifications SET created_at = created_at - ?", [seconds])
-        tx.execute("UPDATE _honker_stream SET created_at = created_at - ?", [seconds])
-        tx.execute("UPDATE _honker_job_attempts SET ended_at = ended_at - ?", [seconds])
+        tx.execute(sql_for(db, "UPDATE _honker_dead SET died_at = died_at - ?"), [seconds])
+        tx.execute(sql_for(db, "UPDATE _honker_results SET created_at = created_at - ?"), [seconds])
+        tx.execute(
+            sql_for(db, "UPDATE _honker_notifications SET created_at = created_at - ?"), [seconds]
+        )
+        tx.execute(sql_for(db, "UPDATE _honker_stream SET created_at = created_at - ?"), [seconds])
+        tx.execute(
+            sql_for(db, "UPDATE _honker_job_attempts SET ended_at = ended_at - ?"), [seconds]
+        )
 
 
 def fill(db: honker.Database, n: int = 5) -> dict[str, list[int]]:
@@ -359,6 +365,7 @@ def counts(db: honker.Database) -> dict[str, int]:
     return dict(row)
 
 
+@pytest.mark.sqlite_only("reads SQLite's EXPLAIN QUERY PLAN")
 def test_retention_finds_old_rows_through_an_index(db: honker.Database) -> None:
     from honker import _ops
 
@@ -409,7 +416,11 @@ def test_the_default_policy_keeps_everything_but_expired_results(db: honker.Data
     q = db.queue("ret")
     q.save_result(5000, "short", ttl=1)
     with db.transaction() as tx:
-        tx.execute("UPDATE _honker_results SET expires_at = unixepoch() - 1 WHERE job_id = 5000")
+        tx.execute(
+            sql_for(
+                db, "UPDATE _honker_results SET expires_at = unixepoch() - 1 WHERE job_id = 5000"
+            )
+        )
     age_everything(db, 400 * 86400)
     deleted = prune(db.engine, Retention())
     assert deleted["results"] == 1 and deleted["dead"] == 0

@@ -7,13 +7,17 @@ import asyncio
 import pytest
 
 import honker
+from helpers import sql_for
 from honker import LockHeld
+
+pytestmark = pytest.mark.engines
 
 
 def expire_lock(db: honker.Database, name: str) -> None:
     db.engine.write(
         lambda c: c.execute(
-            "UPDATE _honker_locks SET expires_at = unixepoch() - 1 WHERE name = ?", (name,)
+            sql_for(db, "UPDATE _honker_locks SET expires_at = unixepoch() - 1 WHERE name = ?"),
+            (name,),
         )
     )
 
@@ -21,7 +25,9 @@ def expire_lock(db: honker.Database, name: str) -> None:
 def test_lock_context_manager(db: honker.Database) -> None:
     with db.lock("backup", ttl=30) as lock:
         assert lock.acquired and len(lock.owner) == 32
-        rows = db.query("SELECT name, owner, expires_at - unixepoch() AS ttl FROM _honker_locks")
+        rows = db.query(
+            sql_for(db, "SELECT name, owner, expires_at - unixepoch() AS ttl FROM _honker_locks")
+        )
         assert rows[0]["owner"] == lock.owner and 29 <= rows[0]["ttl"] <= 30
         with pytest.raises(LockHeld, match="lock 'backup' is already held"), db.lock("backup"):
             pass
@@ -106,11 +112,13 @@ def test_results_roundtrip_and_ttl(db: honker.Database) -> None:
     assert q.get_result(2) == (True, None)
     q.save_result(1, [1, 2], ttl=60)
     assert q.get_result(1) == (True, [1, 2])
-    row = db.query("SELECT expires_at - unixepoch() AS ttl FROM _honker_results WHERE job_id = 1")
+    row = db.query(
+        sql_for(db, "SELECT expires_at - unixepoch() AS ttl FROM _honker_results WHERE job_id = 1")
+    )
     assert 59 <= row[0]["ttl"] <= 60
     db.engine.write(
         lambda c: c.execute(
-            "UPDATE _honker_results SET expires_at = unixepoch() - 1 WHERE job_id = 1"
+            sql_for(db, "UPDATE _honker_results SET expires_at = unixepoch() - 1 WHERE job_id = 1")
         )
     )
     assert q.get_result(1) == (False, None)

@@ -12,6 +12,8 @@ import pytest
 import honker
 from helpers import Child
 
+pytestmark = pytest.mark.engines
+
 LISTENER_CHILD = """
 import asyncio, json, sys
 import honker
@@ -154,6 +156,7 @@ def test_payloads_are_json_text_on_disk(db: honker.Database) -> None:
     assert [r["payload"] for r in rows] == ['"x"', '{"to": "a@b.c"}', "null"]
 
 
+@pytest.mark.sqlite_only("notify() is a SQL function of SQLite connections only")
 def test_notify_sql_function_in_a_transaction(db: honker.Database) -> None:
     with db.transaction() as tx:
         row = tx.query("SELECT notify('c', '{\"a\": 1}') AS id")

@@ -18,6 +18,8 @@ from honker.queue import Job
 from honker.tasks import TaskRegistry, TaskSpec, encode_call
 from honker.worker import WorkerPool
 
+pytestmark = pytest.mark.engines
+
 current = contextvars.ContextVar[int | None]("current", default=None)
 
 

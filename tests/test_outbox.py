@@ -8,10 +8,15 @@ import time
 import pytest
 
 import honker
+from helpers import sql_for
+
+pytestmark = pytest.mark.engines
 
 
 def make_due(db: honker.Database) -> None:
-    db.engine.write(lambda c: c.execute("UPDATE _honker_live SET run_at = unixepoch()"))
+    db.engine.write(
+        lambda c: c.execute(sql_for(db, "UPDATE _honker_live SET run_at = unixepoch()"))
+    )
 
 
 async def test_failing_twice_then_succeeding_backs_off(db: honker.Database) -> None:

@@ -11,22 +11,28 @@ from datetime import datetime
 import pytest
 
 import honker
+from helpers import sql_for
+
+pytestmark = pytest.mark.engines
 
 
 def dead_rows(db: honker.Database, queue: str | None = None) -> list[dict[str, object]]:
     if queue is None:
         return db.query("SELECT * FROM _honker_dead ORDER BY id")
-    return db.query("SELECT * FROM _honker_dead WHERE queue = ? ORDER BY id", [queue])
+    return db.query(sql_for(db, "SELECT * FROM _honker_dead WHERE queue = ? ORDER BY id"), [queue])
 
 
 def age(db: honker.Database, job_id: int, seconds: int) -> None:
     """Move a job's timestamps into the past (as if ``seconds`` had elapsed)."""
     db.engine.write(
         lambda c: c.execute(
-            "UPDATE _honker_live SET run_at = run_at - ?1, "
-            "claim_expires_at = claim_expires_at - ?1, expires_at = expires_at - ?1 "
-            "WHERE id = ?2",
-            (seconds, job_id),
+            sql_for(
+                db,
+                "UPDATE _honker_live SET run_at = run_at - ?, "
+                "claim_expires_at = claim_expires_at - ?, expires_at = expires_at - ? "
+                "WHERE id = ?",
+            ),
+            (seconds, seconds, seconds, job_id),
         )
     )
 
@@ -487,12 +493,15 @@ def test_next_claim_at(db: honker.Database) -> None:
     job = q.claim_one("w")
     assert job is not None
     assert q.next_claim_at() == job.claim_expires_at + 1
+    if db.engine.kind != "sqlite":
+        return  # the SQL function below is SQLite-only
     with db.transaction() as tx:
         assert tx.query("SELECT honker_queue_next_claim_at('q') AS t") == [
             {"t": job.claim_expires_at + 1}
         ]
 
 
+@pytest.mark.sqlite_only("the honker_* SQL functions exist only on SQLite connections")
 def test_sql_function_surface_matches_python(db: honker.Database) -> None:
     q = db.queue("sql")
     with db.transaction() as tx:
@@ -558,7 +567,9 @@ def test_enqueue_many_returns_the_ids_of_its_rows(db: honker.Database) -> None:
     first = q.enqueue({"before": True})
     ids = q.enqueue_many([{"i": i} for i in range(50)], priority=3, delay=60)
     assert ids == list(range(first + 1, first + 51))
-    rows = db.query("SELECT id, payload, priority, run_at > unixepoch() AS later FROM _honker_live")
+    rows = db.query(
+        sql_for(db, "SELECT id, payload, priority, run_at > unixepoch() AS later FROM _honker_live")
+    )
     by_id = {r["id"]: r for r in rows}
     for i, job_id in enumerate(ids):
         assert by_id[job_id]["payload"] == f'{{"i": {i}}}'

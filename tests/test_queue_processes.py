@@ -15,12 +15,15 @@ import pytest
 import honker
 from helpers import DRAIN_WORKER, Child
 
+pytestmark = pytest.mark.engines
+
 
 def test_four_processes_drain_10000_jobs_exactly_once(
     db: honker.Database, db_path: str, children: list[Child]
 ) -> None:
     q = db.queue("work")
-    kids = [Child(DRAIN_WORKER, db_path, "polling", f"w{i}") for i in range(4)]
+    backend = "polling" if db.engine.kind == "sqlite" else ""  # PostgreSQL: LISTEN
+    kids = [Child(DRAIN_WORKER, db_path, backend, f"w{i}") for i in range(4)]
     children.extend(kids)
     for kid in kids:
         kid.expect("READY")

@@ -19,15 +19,17 @@ import pytest
 
 import honker
 from helpers import ROOT, Child
-from honker import _backends, _ops
+from honker import _backends
 from honker.worker import WorkerPool
+
+pytestmark = [pytest.mark.engines, pytest.mark.usefixtures("clean_registry")]
 
 HOLD_S = 0.5
 
 
 def _hold_writer(db: honker.Database, holding: threading.Event, released: threading.Event) -> None:
     with db.transaction() as tx:
-        tx.execute("CREATE TABLE IF NOT EXISTS held (x)")
+        tx.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)")
         holding.set()
         time.sleep(HOLD_S)
     released.set()
@@ -132,6 +134,9 @@ async def test_group_commit_keeps_stats_exact_and_results_stored(db: honker.Data
     assert db.query("SELECT COUNT(*) AS n FROM _honker_live") == [{"n": 0}]
 
 
+@pytest.mark.sqlite_only(
+    "needs a claim that waits for the single writer; on PostgreSQL claims never wait"
+)
 async def test_cancelled_async_claim_hands_its_job_back(db: honker.Database) -> None:
     q = db.queue("cancel-claim")
     job_id = q.enqueue({"x": 1})
@@ -149,6 +154,7 @@ async def test_cancelled_async_claim_hands_its_job_back(db: honker.Database) -> 
     assert row is not None and row["state"] == "pending" and row["attempts"] == 0
 
 
+@pytest.mark.sqlite_only("watcher backends are SQLite-only")
 def test_default_watcher_is_the_kernel_backend_on_a_local_file_system(db_path: str) -> None:
     if _backends.kernel_unsuitable(db_path) is not None:
         pytest.skip(f"not applicable here: {_backends.kernel_unsuitable(db_path)}")
@@ -160,6 +166,7 @@ def test_default_watcher_is_the_kernel_backend_on_a_local_file_system(db_path: s
         assert db.engine.watcher.backend == "polling"
 
 
+@pytest.mark.sqlite_only("watcher backends are SQLite-only")
 def test_default_watcher_polls_on_a_network_file_system(
     db_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,6 +176,7 @@ def test_default_watcher_polls_on_a_network_file_system(
         assert db.engine.watcher.backend == "polling"
 
 
+@pytest.mark.sqlite_only("watcher backends are SQLite-only (PostgreSQL: test_postgres.py)")
 async def test_default_watcher_wakes_on_a_commit_from_another_process(
     db_path: str, children: list[Child]
 ) -> None:
@@ -324,7 +332,7 @@ def test_apply_outcomes_is_one_transaction_with_per_job_checks(db: honker.Databa
         ("dead", ids[3], None, "gone"),
         ("done", 999999, json.dumps("never"), 0),  # not held: nothing written
     ]
-    applied = db.engine.write(_ops.apply_outcomes, "me", outcomes)
+    applied = db.engine.write(db.engine.ops.apply_outcomes, "me", outcomes)
     assert applied == [True, True, True, True, False]
     assert q.get_result(ids[0]) == (True, {"ok": 0})
     assert q.get_result(999999) == (False, None)

@@ -12,6 +12,8 @@ import pytest
 import honker
 from helpers import Child
 
+pytestmark = pytest.mark.engines
+
 
 async def take(
     sub: honker.stream.StreamSubscription, n: int, timeout: float = 10
@@ -80,7 +82,7 @@ async def test_named_consumers_keep_independent_offsets(db: honker.Database) -> 
         sub.flush()
         assert [e.payload for e in got] == list(range(n))
     offsets = {name: s.get_offset(name) for name in ("alpha", "beta", "gamma", "nobody")}
-    first = db.query("SELECT MIN(offset) AS o FROM _honker_stream")[0]["o"]
+    first = db.query('SELECT MIN("offset") AS o FROM _honker_stream')[0]["o"]
     assert offsets == {"alpha": first + 2, "beta": first + 6, "gamma": first + 9, "nobody": 0}
     resumed = s.subscribe(consumer="alpha")
     assert [e.payload for e in await take(resumed, 7)] == list(range(3, 10))
@@ -96,7 +98,7 @@ def test_save_offset_is_monotonic_and_transactional(db: honker.Database) -> None
         _ = 1 / 0
     assert s.get_offset("c") == 10
     with db.transaction() as tx:
-        tx.execute("CREATE TABLE side (x)")
+        tx.execute("CREATE TABLE side (x INTEGER)")
         tx.execute("INSERT INTO side VALUES (1)")
         s.save_offset("c", 20, tx=tx)
     assert s.get_offset("c") == 20

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 import honker
+from helpers import sql_for
 from honker import Retryable, TaskResult, registry
 from honker.tasks import ENVELOPE_KEY, TaskSpec, load_app
 from honker.worker import WorkerPool, _compute_delay
 
-pytestmark = pytest.mark.usefixtures("clean_registry")
+pytestmark = [pytest.mark.engines, pytest.mark.usefixtures("clean_registry")]
 
 
 async def run_until(
@@ -128,7 +129,9 @@ def test_apply_async_joins_the_callers_transaction(db: honker.Database) -> None:
         raise KeyError
     with db.transaction() as tx:
         after_order.apply_async((2,), tx=tx, delay=3600)
-    (row,) = db.query("SELECT payload, run_at > unixepoch() AS later FROM _honker_live")
+    (row,) = db.query(
+        sql_for(db, "SELECT payload, run_at > unixepoch() AS later FROM _honker_live")
+    )
     assert json.loads(row["payload"])[ENVELOPE_KEY]["args"] == [2] and row["later"] == 1
 
 
@@ -172,7 +175,8 @@ async def test_worker_runs_sync_and_async_tasks_and_stores_results(db: honker.Da
     with pytest.raises(TimeoutError):
         await r3.aget(0.1)
     ttl = db.query(
-        "SELECT expires_at - created_at AS ttl FROM _honker_results WHERE job_id = ?", [r1.id]
+        sql_for(db, "SELECT expires_at - created_at AS ttl FROM _honker_results WHERE job_id = ?"),
+        [r1.id],
     )
     assert ttl == [{"ttl": 3600}]
 
@@ -193,7 +197,9 @@ async def test_exception_retries_with_backoff_then_dead_letters(db: honker.Datab
         row = q.get_job(res.id)
         if row is not None and row["state"] == "pending" and row["attempts"] > len(delays):
             delays.append(row["run_at"] - int(time.time()))
-            db.engine.write(lambda c: c.execute("UPDATE _honker_live SET run_at = unixepoch()"))
+            db.engine.write(
+                lambda c: c.execute(sql_for(db, "UPDATE _honker_live SET run_at = unixepoch()"))
+            )
         return bool(dead(db))
 
     await run_until(db, step)

@@ -9,11 +9,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from obs_support import app_env, eventually, start_worker
 
 import honker
 from helpers import Child
-from honker import _ops
+
+pytestmark = pytest.mark.engines
 
 PRODUCER = """
 import json
@@ -142,11 +144,17 @@ def test_prune_walks_in_bounded_steps_and_keeps_live_jobs(db: honker.Database) -
     q = db.queue("obs")
     live = [q.enqueue({"n": n}) for n in range(5)]
     for job_id in range(1000, 1012):  # jobs no longer in _honker_live (acked, dead...)
-        db.engine.write(_ops.job_trace_save, job_id, "{}")
+        db.engine.write(db.engine.ops.job_trace_save, job_id, "{}")
     for job_id in live:
-        db.engine.write(_ops.job_trace_save, job_id, "{}")
-    assert db.engine.write(_ops.job_trace_prune, 0, 10) == (5, 1004)  # 5 live rows + 5 gone
-    assert db.engine.write(_ops.job_trace_prune, 1004, 10) == (7, 0)  # the rest; wraps around
+        db.engine.write(db.engine.ops.job_trace_save, job_id, "{}")
+    assert db.engine.write(db.engine.ops.job_trace_prune, 0, 10) == (
+        5,
+        1004,
+    )  # 5 live rows + 5 gone
+    assert db.engine.write(db.engine.ops.job_trace_prune, 1004, 10) == (
+        7,
+        0,
+    )  # the rest; wraps around
     left = [r["job_id"] for r in db.query("SELECT job_id FROM _honker_job_trace ORDER BY 1")]
     assert left == live
 

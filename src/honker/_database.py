@@ -49,11 +49,14 @@ class Database:
         watcher_backend: str | None = None,
         watcher_poll_interval_ms: int | None = None,
         retention: Any = None,
+        *,
+        engine: Any = None,
     ) -> None:
         from .retention import Retention
 
         self.retention: Retention = Retention.of(retention)  # checked before any I/O
-        engine = SqliteEngine(path, max_readers, watcher_backend, watcher_poll_interval_ms)
+        if engine is None:
+            engine = SqliteEngine(path, max_readers, watcher_backend, watcher_poll_interval_ms)
         self._engine: Engine = engine
         self.path: str = engine.path
         self._queues: dict[str, Queue] = {}
@@ -353,6 +356,8 @@ def open(
     watcher_backend: str | None = None,
     watcher_poll_interval_ms: int | None = None,
     retention: Any = None,
+    *,
+    schema: str | None = None,
 ) -> Database:
     """Open (or create) a honker database at ``path``.
 
@@ -364,5 +369,19 @@ def open(
     "1h"}``) says how long dead jobs, results, notifications, stream events and job
     history are kept; the scheduler leader (or one worker) applies it. Default: only
     expired results (and this library's history of gone jobs, after an hour) are pruned.
+
+    A ``postgresql://`` (or ``postgres://``) URL opens the same API on a PostgreSQL server
+    instead (the ``honker[postgres]`` extra; ``schema=`` picks the schema, ``max_readers``
+    bounds the connection pool): see docs/postgres.md.
     """
+    from . import postgres
+
+    if postgres.is_url(path):  # honker[postgres]: see docs/postgres.md
+        from .retention import Retention
+
+        checked = Retention.of(retention)  # before any I/O
+        engine = postgres.engine(path, schema, max_readers, watcher_backend)
+        return Database(path, retention=checked, engine=engine)
+    if schema is not None:
+        raise ValueError("schema= applies only to PostgreSQL URLs (postgresql://...)")
     return Database(path, max_readers, watcher_backend, watcher_poll_interval_ms, retention)

@@ -241,7 +241,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve a live operations page for one database. Binds 127.0.0.1 by "
         "default; any other address requires --token (or HONKER_DASHBOARD_TOKEN).",
     )
-    dash.add_argument("database", metavar="DB", help="path of the SQLite database file")
+    dash.add_argument(
+        "database", metavar="DB", help="path of the SQLite database file, or a postgresql:// URL"
+    )
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     dash.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     dash.add_argument(
@@ -253,6 +255,17 @@ def _parser() -> argparse.ArgumentParser:
     _add_observe_commands(sub, worker)
     _add_queue_control_commands(sub)
     _add_prune_command(sub)
+    mig = sub.add_parser(
+        "migrate",
+        help="copy a SQLite honker file to PostgreSQL",
+        description="Copy pending and dead jobs, schedules, streams with consumer offsets and "
+        "unexpired results from a SQLite file to a PostgreSQL database (honker[postgres]). "
+        "Idempotent; refuses a target that already holds honker data unless --force.",
+    )
+    mig.add_argument("source", metavar="DB", help="path of the SQLite database file")
+    mig.add_argument("target", metavar="URL", help="postgresql:// URL of the target")
+    mig.add_argument("--schema", default=None, help="target schema (created if missing)")
+    mig.add_argument("--force", action="store_true", help="copy into a non-empty target")
     return parser
 
 
@@ -346,10 +359,16 @@ def _load_database(target: str) -> Any:
     return value
 
 
+def _is_url(path: str) -> bool:
+    from .postgres import is_url
+
+    return is_url(path)
+
+
 def _open_file(path: str) -> Any:
     from . import open as open_database
 
-    if not os.path.isfile(path):
+    if not _is_url(path) and not os.path.isfile(path):
         raise CliError(f"no database file at {path!r}")
     return open_database(path)
 
@@ -758,6 +777,22 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     return result
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from . import postgres
+
+    if not postgres.is_url(args.target):
+        raise CliError(f"the target must be a postgresql:// URL, not {args.target!r}")
+    try:
+        from .postgres._migrate import TargetNotEmpty, migrate
+
+        counts = migrate(args.source, args.target, schema=args.schema, force=args.force)
+    except (ImportError, FileNotFoundError, ValueError, TargetNotEmpty) as exc:
+        raise CliError(str(exc)) from None
+    for what, n in counts.items():
+        print(f"{what}: {n}")
+    return 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "worker": _cmd_worker,
     "scheduler": _cmd_scheduler,
@@ -767,6 +802,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "retry": _with_database(_cmd_dead),
     "discard": _with_database(_cmd_dead),
     "dashboard": _cmd_dashboard,
+    "migrate": _cmd_migrate,
 }
 
 
@@ -897,7 +933,7 @@ def _worker_observers(args: argparse.Namespace, db: Any) -> list[Any]:
 def _open_existing(path: str) -> Any:
     import honker
 
-    if not os.path.isfile(path):
+    if not _is_url(path) and not os.path.isfile(path):
         raise CliError(f"no database file at {path!r}")
     return honker.open(path)
 

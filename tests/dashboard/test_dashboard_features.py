@@ -20,14 +20,15 @@ from obs_support import CLI, app_env, eventually, start_worker
 from starlette.testclient import TestClient
 
 import honker
-from helpers import Child
-from honker import _ops
+from helpers import Child, sql_for
 from honker.dashboard import create_app
 from honker.dashboard._chart import nice_ceiling, throughput_chart
 from honker.dashboard._describe import describe_error, task_call
 from honker.dashboard._format import url_part
 from honker.tasks import encode_call
 from honker.workers import list_workers
+
+pytestmark = pytest.mark.engines
 
 TRACEBACK_ERROR = (
     "bad value\nTraceback (most recent call last):\n"
@@ -78,6 +79,7 @@ def bulk(client: TestClient, queue: str, action: str, ids: list[object], token: 
 # -- task names ----------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("writes rows only SQLite can hold (invalid UTF-8)")
 def test_task_column_filter_and_arguments(db: honker.Database, client: TestClient) -> None:
     q = db.queue("emails")
     sends = [q.enqueue(encode_call("send_email", [f"u{i}@x.org"], {"retry": i})) for i in range(3)]
@@ -285,17 +287,18 @@ def test_queue_throughput_read(db: honker.Database) -> None:
         job = q.claim_one("w")
         assert job is not None and job.id == job_id and job.ack()
     kill_job(db, "t", {"k": 2}, "boom")
-    conn = sqlite3.connect(db.path)
-    with conn:  # counters from 10 and 90 minutes ago: inside and outside a one-hour window
-        now = conn.execute("SELECT unixepoch()").fetchone()[0]
+    now = db.engine.read(db.engine.ops.sqlite_now)  # the database's clock
+    with db.transaction() as tx:  # counters from 10 and 90 minutes ago: in and out of an hour
         for ago, done, dead in ((600, 5, 2), (5400, 100, 100)):
             bucket = (now - ago) // 10 * 10
-            conn.execute(
-                "INSERT INTO _honker_stats (queue, bucket, done, dead) VALUES ('t', ?, ?, ?)",
-                (bucket, done, dead),
+            tx.execute(
+                sql_for(
+                    db,
+                    "INSERT INTO _honker_stats (queue, bucket, done, dead) VALUES ('t', ?, ?, ?)",
+                ),
+                [bucket, done, dead],
             )
-    conn.close()
-    history = db.engine.read(_ops.queue_throughput, "t", 60)
+    history = db.engine.read(db.engine.ops.queue_throughput, "t", 60)
     minutes = history["minutes"]
     assert len(minutes) == 60
     starts = [m[0] for m in minutes]
@@ -304,7 +307,7 @@ def test_queue_throughput_read(db: honker.Database) -> None:
     assert sum(m[1] for m in minutes) == 7 and sum(m[2] for m in minutes) == 3
     ten_ago = [m for m in minutes if m[0] == (history["now"] - 600) // 60 * 60]
     assert ten_ago == [((history["now"] - 600) // 60 * 60, 5, 2)]
-    assert db.engine.read(_ops.queue_throughput, "other", 5)["minutes"][-1][1:] == (0, 0)
+    assert db.engine.read(db.engine.ops.queue_throughput, "other", 5)["minutes"][-1][1:] == (0, 0)
 
 
 def test_chart_geometry() -> None:

@@ -23,6 +23,8 @@ from honker.dashboard import create_app
 from honker.dashboard._format import abs_time, duration, pretty_json, rel_time, url_part
 from honker.dashboard._security import host_name, is_loopback
 
+pytestmark = pytest.mark.engines
+
 SCRIPT = '<script>alert("pwned")</script>'
 _PRIORITY = itertools.count(10**6)
 

@@ -18,6 +18,8 @@ import honker
 from helpers import Child, python_env
 from honker.dashboard.server import serve
 
+pytestmark = pytest.mark.engines
+
 ENQUEUE = """
 import sys
 import honker

@@ -36,6 +36,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 import honker
+from honker.postgres import is_url
 
 from ._format import FILTERS
 from ._security import AccessGuard, Csrf, is_loopback
@@ -258,7 +259,7 @@ def serve(
             file=sys.stderr,
         )
         return 2
-    if not os.path.isfile(path):
+    if not is_url(path) and not os.path.isfile(path):
         print(f"honker: error: no database file at {path!r}", file=sys.stderr)
         return 2
     if not 0 <= port <= 65535:
