@@ -3,6 +3,7 @@ one delivery attempt at a time against a fake ntfy server (retry, dead letter, s
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -100,10 +101,14 @@ def test_recurring_reminders_are_honker_schedules_in_their_zone(belfry: Belfry) 
     assert belfry.scheduler.get(schedule_name(every["id"]))["cron_expr"] == "@every 3600s"
     assert every["schedule"] == "every 1h"
     # A tick of the schedule enqueues a delivery job naming the reminder.
+    # (The Tokyo schedule may fire in the same hour too, depending on the time of day.)
     fired = belfry.scheduler.tick(int(time.time()) + 3601)
-    assert [f["name"] for f in fired] == [schedule_name(every["id"])]
-    job = belfry.queue.claim_one("w")
-    assert job is not None and job.payload == {"reminder_id": every["id"], "trigger": "schedule"}
+    hourly = [f for f in fired if f["name"] == schedule_name(every["id"])]
+    assert len(hourly) == 1
+    assert {f["name"] for f in fired} <= {schedule_name(every["id"]), schedule_name(r["id"])}
+    job = belfry.queue.get_job(hourly[0]["job_id"])
+    assert job is not None
+    assert json.loads(job["payload"]) == {"reminder_id": every["id"], "trigger": "schedule"}
 
 
 def test_invalid_input_is_refused_before_anything_is_written(belfry: Belfry) -> None:
