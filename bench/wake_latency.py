@@ -33,7 +33,7 @@ sys.path.insert(0, sys.argv[4])
 import honker
 
 async def main():
-    db = honker.open(sys.argv[1], watcher_backend=None if sys.argv[3] == "polling" else sys.argv[3])
+    db = honker.open(sys.argv[1], watcher_backend=sys.argv[3])
     n = int(sys.argv[2])
     listener = db.listen("bench")
     print("READY", flush=True)
@@ -57,7 +57,7 @@ sys.path.insert(0, sys.argv[3])
 import honker
 
 async def main():
-    db = honker.open(sys.argv[1], watcher_backend=None if sys.argv[2] == "polling" else sys.argv[2])
+    db = honker.open(sys.argv[1], watcher_backend=sys.argv[2])
     listener = db.listen("nobody")
     print("READY", flush=True)
     async for _ in listener:
