@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from datetime import tzinfo
@@ -939,27 +940,45 @@ def apply_outcomes(
             conn.executemany(_RESULT_UPSERT, results)
         _count_rows(conn, [(row[1],) for row in rows], "done")
         unique_release(conn, [row[0] for row in rows])
-    for i, (kind, job_id, arg, error) in enumerate(outcomes):
-        if kind == "retry":
-            if cancel_requested(conn, job_id):  # a retry of a job asked to stop: stop
-                written[i] = "cancelled" if job_cancel_finish(conn, job_id, worker_id) else None
-            else:
-                written[i] = _retry_outcome(conn, job_id, worker_id, int(arg), str(error))
-            applied[i] = written[i] is not None
-        elif kind == "dead":
-            applied[i] = fail(conn, job_id, worker_id, str(error))
-            written[i] = "dead" if applied[i] else None
-        elif kind == "release":
-            applied[i] = release_claim(conn, job_id, worker_id)
-        elif kind == "snooze":
-            applied[i] = snooze(conn, job_id, worker_id, int(arg))
-            written[i] = "snoozed" if applied[i] else None
-        elif kind == "cancelled":
-            applied[i] = job_cancel_finish(conn, job_id, worker_id)
-            written[i] = "cancelled" if applied[i] else None
+    _apply_per_job_outcomes(sys.modules[__name__], conn, worker_id, outcomes, applied, written)
     if history:
         attempts_record(conn, history, written)
     return applied
+
+
+def _apply_per_job_outcomes(
+    ops: Any,
+    conn: Any,
+    worker_id: str,
+    outcomes: Sequence[Outcome],
+    applied: list[bool],
+    written: list[str | None],
+) -> None:
+    """The per-job part of ``apply_outcomes`` (everything but the batched acks).
+
+    Written once for every engine: ``ops`` is the engine's ops module (this one, or
+    ``honker.postgres._ops``), whose functions of the same names do the SQL. Fills
+    ``applied`` (the outcome took effect) and ``written`` (what the history records).
+    """
+    for i, (kind, job_id, arg, error) in enumerate(outcomes):
+        if kind == "retry":
+            if ops.cancel_requested(conn, job_id):  # a retry of a job asked to stop: stop
+                ended = ops.job_cancel_finish(conn, job_id, worker_id)
+                written[i] = "cancelled" if ended else None
+            else:
+                written[i] = ops._retry_outcome(conn, job_id, worker_id, int(arg), str(error))
+            applied[i] = written[i] is not None
+        elif kind == "dead":
+            applied[i] = ops.fail(conn, job_id, worker_id, str(error))
+            written[i] = "dead" if applied[i] else None
+        elif kind == "release":
+            applied[i] = ops.release_claim(conn, job_id, worker_id)
+        elif kind == "snooze":
+            applied[i] = ops.snooze(conn, job_id, worker_id, int(arg))
+            written[i] = "snoozed" if applied[i] else None
+        elif kind == "cancelled":
+            applied[i] = ops.job_cancel_finish(conn, job_id, worker_id)
+            written[i] = "cancelled" if applied[i] else None
 
 
 def claim_cycle(

@@ -31,13 +31,13 @@ other descriptor of the file is left in the process: see ``release_files``.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ._errors import CLOSED_MESSAGE, WATCHER_DIED_MESSAGE, DatabaseClosed, WatcherDied
 
@@ -580,8 +580,17 @@ async def wait_any(
         for task in done:
             task.result()  # surfaces "update watcher died"
     finally:
-        for task in waiters:
-            task.cancel()
-        for task in waiters:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(waiters)
+
+
+async def cancel_and_wait(tasks: list[asyncio.Future[Any]] | list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they are done, without swallowing a cancellation of
+    the caller itself (``suppress(CancelledError)`` around ``await task`` would: a
+    ``cancel()`` of the caller that lands during that await would then be lost)."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()  # retrieved: a failure while cancelling is not reported

@@ -27,7 +27,7 @@ from . import _ops, cron
 from ._errors import LeadershipLost, LockHeld
 from ._json import dumps
 from ._validate import check_str
-from ._watcher import wait_any
+from ._watcher import cancel_and_wait, wait_any
 
 if TYPE_CHECKING:
     from ._database import Database, Transaction
@@ -288,10 +288,7 @@ class Scheduler:
             try:
                 await self._lead(lock, sub, stop, lost, exit_when_idle)
             finally:
-                for task in (heartbeat, retention):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await cancel_and_wait([heartbeat, retention])
                 if not self._lost:
                     with contextlib.suppress(RuntimeError):
                         await engine.arun(lock.release)

@@ -39,6 +39,7 @@ from ._errors import DatabaseClosed, JobCancelled, Retryable, Snooze, WatcherDie
 from ._jobcontext import JobContext, _current, set_current
 from ._json import dumps
 from ._retry import backoff_delay as backoff_delay  # public: honker.worker.backoff_delay
+from ._watcher import cancel_and_wait
 from .queue import wait_for_work
 from .tasks import ENVELOPE_KEY, TaskRegistry, TaskSpec
 
@@ -299,10 +300,7 @@ class _QueueRunner:
             if self._cancel_timer is not None:
                 self._cancel_timer.cancel()
             checking = [self._cancel_task] if self._cancel_task is not None else []
-            for task in (beats, progress, *checking):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait([beats, progress, *checking])
             with contextlib.suppress(DatabaseClosed, WatcherDied, RuntimeError):
                 await self._write_progress()
             sub.close()
@@ -452,11 +450,7 @@ class _QueueRunner:
             _, still = await asyncio.wait(pending, timeout=pool.grace_period_s)
             pending = list(still)
         pool.abandoned += len(pending)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(pending)
         if self.finished:
             with contextlib.suppress(DatabaseClosed):
                 await self._cycle(None, False, 0)
@@ -749,20 +743,26 @@ class WorkerPool:
                     raise task.exception()  # type: ignore[misc]
         finally:
             stop_waiter.cancel()
-            retention.cancel()
-            with contextlib.suppress(BaseException):
-                await retention
             self._stopping.set()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            try:
+                await cancel_and_wait([retention])
+                await asyncio.wait(tasks)  # each runner drains: grace period, last flush
+                for task in tasks:
+                    if not task.cancelled():
+                        task.exception()  # raised above already, or nothing
+            finally:
+                self._finish_run()
+
+    def _finish_run(self) -> None:
+        """The end of :meth:`run`, also when it is cancelled while draining."""
+        if self._threads is not None:
             self._threads.close()
-            self._notify("pool_stopped", self)
-            log.info(
-                "worker stopped: pid %d%s",
-                os.getpid(),
-                f", {self.abandoned} job(s) handed back unfinished" if self.abandoned else "",
-            )
+        self._notify("pool_stopped", self)
+        log.info(
+            "worker stopped: pid %d%s",
+            os.getpid(),
+            f", {self.abandoned} job(s) handed back unfinished" if self.abandoned else "",
+        )
 
     def _start_retention(self) -> asyncio.Task[None]:
         """One worker applies the retention policy when no scheduler leads (see

@@ -19,10 +19,12 @@ knowing the engine. Conventions:
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .. import _ops as _sqlite_ops
 from .._ops import (
     ATTEMPT_COLUMNS,
     ATTEMPTS_KEEP,
@@ -888,24 +890,9 @@ def apply_outcomes(
         for i in done:
             applied[i] = outcomes[i][1] in acked
             written[i] = "done" if applied[i] else None
-    for i, (kind, job_id, arg, error) in enumerate(outcomes):
-        if kind == "retry":
-            if cancel_requested(conn, job_id):  # a retry of a job asked to stop: stop
-                written[i] = "cancelled" if job_cancel_finish(conn, job_id, worker_id) else None
-            else:
-                written[i] = _retry_outcome(conn, job_id, worker_id, int(arg), str(error))
-            applied[i] = written[i] is not None
-        elif kind == "dead":
-            applied[i] = fail(conn, job_id, worker_id, str(error))
-            written[i] = "dead" if applied[i] else None
-        elif kind == "release":
-            applied[i] = release_claim(conn, job_id, worker_id)
-        elif kind == "snooze":
-            applied[i] = snooze(conn, job_id, worker_id, int(arg))
-            written[i] = "snoozed" if applied[i] else None
-        elif kind == "cancelled":
-            applied[i] = job_cancel_finish(conn, job_id, worker_id)
-            written[i] = "cancelled" if applied[i] else None
+    _sqlite_ops._apply_per_job_outcomes(
+        sys.modules[__name__], conn, worker_id, outcomes, applied, written
+    )
     if history:
         attempts_record(conn, history, written)
     return applied
