@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +20,8 @@ from belfry.ntfy import NtfyPublisher
 from belfry.store import QUEUE, Belfry, schedule_name
 from honker import cron
 
+pytestmark = pytest.mark.engines
+
 
 @pytest.fixture
 def server() -> Iterator[FakeNtfyServer]:
@@ -32,9 +33,9 @@ def server() -> Iterator[FakeNtfyServer]:
 
 
 @pytest.fixture
-def belfry(tmp_path: Path, server: FakeNtfyServer) -> Iterator[Belfry]:
+def belfry(db_path: str, server: FakeNtfyServer) -> Iterator[Belfry]:
     settings = Settings(
-        db=str(tmp_path / "belfry.db"),
+        db=db_path,
         topic="tests",
         tz="Europe/Paris",
         ntfy_url=server.url,
@@ -232,11 +233,14 @@ def _dead_one_off(belfry: Belfry) -> int:
     with belfry.db.transaction() as tx:
         job.fail("401 unauthorized", tx=tx)
         tx.execute(
-            "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
-            "started_at, finished_at) VALUES (?, ?, 1, 'once', 'dead', ?, ?)",
+            belfry.sql(
+                "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
+                "started_at, finished_at) VALUES (?, ?, 1, 'once', 'dead', ?, ?)"
+            ),
             [r["id"], job.id, now, now],
         )
-        tx.execute("UPDATE belfry_reminders SET state = 'failed' WHERE id = ?", [r["id"]])
+        failed = "UPDATE belfry_reminders SET state = 'failed' WHERE id = ?"
+        tx.execute(belfry.sql(failed), [r["id"]])
     return int(r["id"])
 
 
@@ -381,7 +385,10 @@ async def test_oversized_message_is_never_sent(
 ) -> None:
     r = belfry.add({"message": "tea", "in": "0s"})
     with belfry.db.transaction() as tx:  # e.g. written by an older version or by hand
-        tx.execute("UPDATE belfry_reminders SET message = ? WHERE id = ?", ["x" * 5000, r["id"]])
+        tx.execute(
+            belfry.sql("UPDATE belfry_reminders SET message = ? WHERE id = ?"),
+            ["x" * 5000, r["id"]],
+        )
     await deliverer.run(claim(belfry))
     assert history(belfry, r["id"]) == [(1, "once", "dead", None)]
     assert "5000 bytes" in belfry.get(r["id"])["last_error"]
@@ -421,8 +428,10 @@ async def test_an_attempt_cut_short_is_marked_interrupted(
     job = claim(belfry)
     with belfry.db.transaction() as tx:  # what a killed worker leaves behind
         tx.execute(
-            "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
-            "started_at) VALUES (?, ?, 1, 'once', 'sending', ?)",
+            belfry.sql(
+                "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
+                "started_at) VALUES (?, ?, 1, 'once', 'sending', ?)"
+            ),
             [r["id"], job.id, time.time()],
         )
     await deliverer.run(job)
