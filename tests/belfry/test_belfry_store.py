@@ -448,3 +448,66 @@ async def test_history_is_pruned_but_the_count_is_kept(
         await deliverer.run(claim(belfry))
     assert [h[2] for h in history(belfry, r["id"])] == ["delivered", "delivered"]
     assert belfry.get(r["id"])["delivered_count"] == 3
+
+
+def test_concurrent_changes_to_one_reminder_do_not_interleave(belfry: Belfry) -> None:
+    """Each change reads the reminder inside its transaction with the row locked (SQLite:
+    the file's write lock; PostgreSQL: ``FOR UPDATE``), so of many snoozes racing on one
+    one-off, each cancels the job the previous one armed: one live job is left."""
+    import threading
+
+    r = belfry.add({"message": "tea", "in": "1h"})
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def snooze(minutes: int) -> None:
+        barrier.wait()
+        try:
+            belfry.snooze(r["id"], for_=f"{minutes}m")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=snooze, args=(10 + i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    live = [j for j in belfry.queue.list_jobs(limit=100) if j["state"] in ("pending", "delayed")]
+    assert [j["id"] for j in live] == [belfry.row(r["id"])["job_id"]]
+
+
+def test_tables_use_each_engines_types(belfry: Belfry, engine_kind: str) -> None:
+    if engine_kind == "postgres":
+        rows = belfry.db.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'belfry_reminders'"
+        )
+    else:
+        rows = belfry.db.query(
+            "SELECT name AS column_name, type AS data_type FROM pragma_table_info(?)",
+            ["belfry_reminders"],
+        )
+    types = {row["column_name"]: row["data_type"].lower() for row in rows}
+    expected = {
+        "sqlite": {"id": "integer", "job_id": "integer", "created_at": "real"},
+        "postgres": {"id": "bigint", "job_id": "bigint", "created_at": "double precision"},
+    }[engine_kind]
+    assert {name: types[name] for name in expected} == expected
+    # Times keep their precision (a 4-byte float, PostgreSQL's REAL, is off by up to 64 s).
+    before = time.time()
+    r = belfry.add({"message": "tea", "in": "1h"})
+    assert before <= belfry.row(r["id"])["created_at"] <= time.time()
+
+
+def test_dialect_placeholders() -> None:
+    from belfry._sql import Dialect
+
+    pg, lite = Dialect("postgres"), Dialect("sqlite")
+    statement = "UPDATE t SET a = ?, b = 'why?' WHERE id = ?"
+    assert lite.sql(statement) == statement
+    assert pg.sql(statement) == "UPDATE t SET a = %s, b = 'why?' WHERE id = %s"
+    with pytest.raises(ValueError, match="must not contain '%'"):
+        pg.sql("SELECT '100%'")
+    with pytest.raises(ValueError, match="not on a 'mysql' engine"):
+        Dialect("mysql")
