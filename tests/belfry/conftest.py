@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from belfry_helpers import MAIN, Fake, Serve
@@ -48,9 +47,10 @@ def start_serve(children: list[Child]) -> Callable[..., Serve]:
 
 
 @pytest.fixture
-def db_file(tmp_path: Path) -> str:
-    """A database path for belfry (the file does not exist yet)."""
-    return str(tmp_path / "belfry.db")
+def db_file(db_path: str) -> str:
+    """belfry's database: a file path (not created yet) or, in modules marked
+    ``pytest.mark.engines``, also a PostgreSQL URL (see tests/conftest.py)."""
+    return db_path
 
 
 @pytest.fixture(autouse=True)

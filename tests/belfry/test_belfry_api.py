@@ -23,10 +23,14 @@ class Api:
     env: dict[str, str]
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """One server for the module: API + scheduler, no worker (nothing is delivered)."""
-    db_path = str(tmp_path_factory.mktemp("api") / "belfry.db")
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """One server per engine for the module: API + scheduler, no worker (nothing is
+    delivered), on a SQLite file or a fresh schema of the session's PostgreSQL cluster."""
+    if request.param == "postgres":
+        db_path = request.getfixturevalue("pg_server").fresh_url()
+    else:
+        db_path = str(tmp_path_factory.mktemp("api") / "belfry.db")
     env = belfry_env(db_path, "http://127.0.0.1:9", BELFRY_TOPIC="api-default")
     child = Child(MAIN.format(module="belfry.cli"), "serve", "--port", "0", "--token", TOKEN,
                   "--no-worker", env=env)

@@ -1,5 +1,6 @@
 """``belfry serve`` as a real process against the fake ntfy server as a real process:
-recurring delivery, restarts, SIGKILL mid-delivery, rate limiting, dead letters."""
+recurring delivery, restarts, SIGKILL mid-delivery, rate limiting, dead letters; each on a
+SQLite file and on a PostgreSQL URL (``BELFRY_DB=postgresql://...``)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from belfry_helpers import Fake, Serve, belfry_env, belfry_json, run_belfry, wait_for
 
 import honker
 from belfry.store import QUEUE, schedule_name
 
 StartServe = Callable[..., Serve]
+
+pytestmark = pytest.mark.engines
 
 
 def deliveries(env: dict[str, str], reminder_id: int) -> list[dict[str, Any]]:
@@ -185,3 +189,15 @@ def test_api_and_worker_in_separate_processes(
     assert created.status_code == 201, created.text
     fake.wait_messages("split", 2)
     assert worker.stop() == 0
+
+
+def test_start_line_names_the_database_without_its_password(
+    start_serve: StartServe, db_file: str, engine_kind: str
+) -> None:
+    if engine_kind == "postgres":  # the test cluster trusts loopback: any password is accepted
+        db_file = db_file.replace("postgresql://postgres@", "postgresql://postgres:hunter2@")
+    serve = start_serve("--no-worker", env=belfry_env(db_file, "http://127.0.0.1:9"))
+    assert "hunter2" not in serve.line
+    expected = db_file.replace(":hunter2@", ":***@")
+    assert f"(db {expected}, pid" in serve.line, serve.line
+    assert serve.stop() == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +20,8 @@ from belfry.ntfy import NtfyPublisher
 from belfry.store import QUEUE, Belfry, schedule_name
 from honker import cron
 
+pytestmark = pytest.mark.engines
+
 
 @pytest.fixture
 def server() -> Iterator[FakeNtfyServer]:
@@ -32,9 +33,9 @@ def server() -> Iterator[FakeNtfyServer]:
 
 
 @pytest.fixture
-def belfry(tmp_path: Path, server: FakeNtfyServer) -> Iterator[Belfry]:
+def belfry(db_path: str, server: FakeNtfyServer) -> Iterator[Belfry]:
     settings = Settings(
-        db=str(tmp_path / "belfry.db"),
+        db=db_path,
         topic="tests",
         tz="Europe/Paris",
         ntfy_url=server.url,
@@ -232,11 +233,14 @@ def _dead_one_off(belfry: Belfry) -> int:
     with belfry.db.transaction() as tx:
         job.fail("401 unauthorized", tx=tx)
         tx.execute(
-            "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
-            "started_at, finished_at) VALUES (?, ?, 1, 'once', 'dead', ?, ?)",
+            belfry.sql(
+                "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
+                "started_at, finished_at) VALUES (?, ?, 1, 'once', 'dead', ?, ?)"
+            ),
             [r["id"], job.id, now, now],
         )
-        tx.execute("UPDATE belfry_reminders SET state = 'failed' WHERE id = ?", [r["id"]])
+        failed = "UPDATE belfry_reminders SET state = 'failed' WHERE id = ?"
+        tx.execute(belfry.sql(failed), [r["id"]])
     return int(r["id"])
 
 
@@ -381,7 +385,10 @@ async def test_oversized_message_is_never_sent(
 ) -> None:
     r = belfry.add({"message": "tea", "in": "0s"})
     with belfry.db.transaction() as tx:  # e.g. written by an older version or by hand
-        tx.execute("UPDATE belfry_reminders SET message = ? WHERE id = ?", ["x" * 5000, r["id"]])
+        tx.execute(
+            belfry.sql("UPDATE belfry_reminders SET message = ? WHERE id = ?"),
+            ["x" * 5000, r["id"]],
+        )
     await deliverer.run(claim(belfry))
     assert history(belfry, r["id"]) == [(1, "once", "dead", None)]
     assert "5000 bytes" in belfry.get(r["id"])["last_error"]
@@ -421,8 +428,10 @@ async def test_an_attempt_cut_short_is_marked_interrupted(
     job = claim(belfry)
     with belfry.db.transaction() as tx:  # what a killed worker leaves behind
         tx.execute(
-            "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
-            "started_at) VALUES (?, ?, 1, 'once', 'sending', ?)",
+            belfry.sql(
+                "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
+                "started_at) VALUES (?, ?, 1, 'once', 'sending', ?)"
+            ),
             [r["id"], job.id, time.time()],
         )
     await deliverer.run(job)
@@ -439,3 +448,66 @@ async def test_history_is_pruned_but_the_count_is_kept(
         await deliverer.run(claim(belfry))
     assert [h[2] for h in history(belfry, r["id"])] == ["delivered", "delivered"]
     assert belfry.get(r["id"])["delivered_count"] == 3
+
+
+def test_concurrent_changes_to_one_reminder_do_not_interleave(belfry: Belfry) -> None:
+    """Each change reads the reminder inside its transaction with the row locked (SQLite:
+    the file's write lock; PostgreSQL: ``FOR UPDATE``), so of many snoozes racing on one
+    one-off, each cancels the job the previous one armed: one live job is left."""
+    import threading
+
+    r = belfry.add({"message": "tea", "in": "1h"})
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def snooze(minutes: int) -> None:
+        barrier.wait()
+        try:
+            belfry.snooze(r["id"], for_=f"{minutes}m")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=snooze, args=(10 + i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    live = [j for j in belfry.queue.list_jobs(limit=100) if j["state"] in ("pending", "delayed")]
+    assert [j["id"] for j in live] == [belfry.row(r["id"])["job_id"]]
+
+
+def test_tables_use_each_engines_types(belfry: Belfry, engine_kind: str) -> None:
+    if engine_kind == "postgres":
+        rows = belfry.db.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'belfry_reminders'"
+        )
+    else:
+        rows = belfry.db.query(
+            "SELECT name AS column_name, type AS data_type FROM pragma_table_info(?)",
+            ["belfry_reminders"],
+        )
+    types = {row["column_name"]: row["data_type"].lower() for row in rows}
+    expected = {
+        "sqlite": {"id": "integer", "job_id": "integer", "created_at": "real"},
+        "postgres": {"id": "bigint", "job_id": "bigint", "created_at": "double precision"},
+    }[engine_kind]
+    assert {name: types[name] for name in expected} == expected
+    # Times keep their precision (a 4-byte float, PostgreSQL's REAL, is off by up to 64 s).
+    before = time.time()
+    r = belfry.add({"message": "tea", "in": "1h"})
+    assert before <= belfry.row(r["id"])["created_at"] <= time.time()
+
+
+def test_dialect_placeholders() -> None:
+    from belfry._sql import Dialect
+
+    pg, lite = Dialect("postgres"), Dialect("sqlite")
+    statement = "UPDATE t SET a = ?, b = 'why?' WHERE id = ?"
+    assert lite.sql(statement) == statement
+    assert pg.sql(statement) == "UPDATE t SET a = %s, b = 'why?' WHERE id = %s"
+    with pytest.raises(ValueError, match="must not contain '%'"):
+        pg.sql("SELECT '100%'")
+    with pytest.raises(ValueError, match="not on a 'mysql' engine"):
+        Dialect("mysql")

@@ -1,8 +1,8 @@
 """The ``belfry`` command line.
 
-Reminder commands work on the database file directly (``--db``/``BELFRY_DB``) or against
-a running server (``--url``/``BELFRY_URL`` with ``--token``/``BELFRY_TOKEN``); ``serve``
-and ``worker`` always run on the database file.
+Reminder commands work on the database directly (``--db``/``BELFRY_DB``: a SQLite file or a
+``postgresql://`` URL) or against a running server (``--url``/``BELFRY_URL`` with
+``--token``/``BELFRY_TOKEN``); ``serve`` and ``worker`` always run on the database.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from .config import Settings
 from .errors import BelfryError, InvalidInput
 
 DESCRIPTION = """\
-belfry: reminders posted to an ntfy server, kept in one SQLite file and driven by honker.
-Reminder commands work on the database file (--db) or a running server (--url).
+belfry: reminders posted to an ntfy server, kept in one SQLite file (or a PostgreSQL
+database) and driven by honker.
+Reminder commands work on the database (--db) or a running server (--url).
 """
 
 EPILOG = """\
@@ -66,8 +67,8 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     default: Any = argparse.SUPPRESS if suppress else None
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("where reminders live")
-    group.add_argument("--db", default=default, metavar="PATH",
-                       help="SQLite file (env BELFRY_DB; default belfry.db)")
+    group.add_argument("--db", default=default, metavar="PATH|URL",
+                       help="SQLite file or postgresql:// URL (env BELFRY_DB; default belfry.db)")
     group.add_argument("--url", default=default, metavar="URL",
                        help="talk to a running 'belfry serve' instead (env BELFRY_URL)")
     group.add_argument("--token", default=default, metavar="TOKEN",
@@ -339,12 +340,19 @@ def _backend(args: argparse.Namespace, settings: Settings) -> Backend:
         return RemoteBelfry(settings.url, settings.token)
     from .store import Belfry
 
-    if args.command != "add" and not os.path.exists(settings.db):
+    if args.command != "add" and not _is_url(settings.db) and not os.path.exists(settings.db):
         raise BelfryError(
             f"no belfry database at {settings.db!r}: set BELFRY_DB or --db "
             "(or BELFRY_URL/--url for a running server); 'belfry add' creates one"
         )
     return Belfry.open(settings)
+
+
+def _is_url(db: str) -> bool:
+    """Whether ``db`` names a PostgreSQL server rather than a SQLite file."""
+    from honker.postgres import is_url
+
+    return is_url(db)
 
 
 def _content_changes(args: argparse.Namespace, settings: Settings, *, editing: bool

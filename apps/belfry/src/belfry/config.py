@@ -22,7 +22,8 @@ DEFAULT_PORT = 8484
 class Settings:
     """Everything belfry can be configured with. Environment variable in brackets.
 
-    * ``db`` [BELFRY_DB]: the SQLite file (default ``belfry.db``).
+    * ``db`` [BELFRY_DB]: the SQLite file (default ``belfry.db``), or a ``postgresql://``
+      URL (needs the ``honker[postgres]`` extra; belfry's tables go next to honker's).
     * ``url`` / ``token`` [BELFRY_URL, BELFRY_TOKEN]: a running server to talk to (CLI);
       ``token`` is also the bearer token ``belfry serve`` requires.
     * ``ntfy_url`` [BELFRY_NTFY_URL]: ntfy base URL (default ``https://ntfy.sh``).

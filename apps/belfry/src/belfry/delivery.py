@@ -33,7 +33,7 @@ from honker.worker import Heartbeat, WorkerPool, backoff_delay
 
 from .config import Settings
 from .ntfy import Notification, NtfyConfig, NtfyPublisher, PublishResult
-from .store import QUEUE, Belfry, prune_history, schedule_name
+from .store import QUEUE, Belfry, schedule_name
 
 log = logging.getLogger("belfry.delivery")
 
@@ -66,6 +66,7 @@ class Deliverer:
         self.db = belfry.db
         self.settings = belfry.settings
         self.publisher = publisher
+        self.sql = belfry.sql
 
     async def run(self, job: honker.Job) -> None:
         """Handle one claimed job to its end (ack, retry or dead letter)."""
@@ -120,17 +121,21 @@ class Deliverer:
         now = time.time()
         with self.db.transaction() as tx:
             tx.execute(
-                "UPDATE belfry_deliveries SET status = 'interrupted', finished_at = ?, "
-                "error = COALESCE(error, 'worker stopped during delivery (crash or kill); "
-                "retried') WHERE job_id = ? AND status = 'sending'",
+                self.sql(
+                    "UPDATE belfry_deliveries SET status = 'interrupted', finished_at = ?, "
+                    "error = COALESCE(error, 'worker stopped during delivery (crash or kill); "
+                    "retried') WHERE job_id = ? AND status = 'sending'"
+                ),
                 [now, job.id],
             )
             rows = tx.query(
-                "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
-                "started_at) VALUES (?, ?, ?, ?, 'sending', ?) RETURNING id",
+                self.sql(
+                    "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
+                    "started_at) VALUES (?, ?, ?, ?, 'sending', ?) RETURNING id"
+                ),
                 [reminder_id, job.id, job.attempts, trigger, now],
             )
-            prune_history(tx, reminder_id)
+            self.belfry.prune_history(tx, reminder_id)
         return int(rows[0]["id"])
 
     def _finish(
@@ -142,7 +147,7 @@ class Deliverer:
         retry_at: int | None = None,
         tx: honker.Transaction | None = None,
     ) -> None:
-        sql = (
+        sql = self.sql(
             "UPDATE belfry_deliveries SET status = ?, http_status = ?, error = ?, ntfy_id = ?, "
             "finished_at = ?, retry_at = ? WHERE id = ?"
         )
@@ -161,20 +166,29 @@ class Deliverer:
         with self.db.transaction() as own:
             own.execute(sql, params)
 
-    @staticmethod
     def _settle(
-        tx: honker.Transaction, job: honker.Job, reminder: dict[str, Any], trigger: str, state: str
+        self,
+        tx: honker.Transaction,
+        job: honker.Job,
+        reminder: dict[str, Any],
+        trigger: str,
+        state: str,
     ) -> None:
         """A one-off reminder ends in ``state``; a snooze delivery clears the snooze."""
         if trigger == "once":
             tx.execute(
-                "UPDATE belfry_reminders SET state = ?, updated_at = ? WHERE id = ? AND job_id = ?",
+                self.sql(
+                    "UPDATE belfry_reminders SET state = ?, updated_at = ? WHERE id = ? "
+                    "AND job_id = ?"
+                ),
                 [state, time.time(), reminder["id"], job.id],
             )
         elif trigger == "snooze":
             tx.execute(
-                "UPDATE belfry_reminders SET snoozed_until = NULL WHERE id = ? "
-                "AND snooze_job_id = ?",
+                self.sql(
+                    "UPDATE belfry_reminders SET snoozed_until = NULL WHERE id = ? "
+                    "AND snooze_job_id = ?"
+                ),
                 [reminder["id"], job.id],
             )
 
@@ -191,7 +205,9 @@ class Deliverer:
                 log.warning("job %s: claim had lapsed before the ack (delivered anyway)", job.id)
             self._finish(attempt_id, "delivered", result, tx=tx)
             tx.execute(
-                "UPDATE belfry_reminders SET delivered_count = delivered_count + 1 WHERE id = ?",
+                self.sql(
+                    "UPDATE belfry_reminders SET delivered_count = delivered_count + 1 WHERE id = ?"
+                ),
                 [reminder["id"]],
             )
             self._settle(tx, job, reminder, trigger, "done")
@@ -246,11 +262,13 @@ class Deliverer:
         with self.db.transaction() as tx:
             job.ack(tx=tx)
             tx.execute(
-                "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
-                "error, started_at, finished_at) VALUES (?, ?, ?, ?, 'skipped', ?, ?, ?)",
+                self.sql(
+                    "INSERT INTO belfry_deliveries (reminder_id, job_id, attempt, trigger, status, "
+                    "error, started_at, finished_at) VALUES (?, ?, ?, ?, 'skipped', ?, ?, ?)"
+                ),
                 [reminder_id, job.id, job.attempts, trigger, why, now, now],
             )
-            prune_history(tx, reminder_id)
+            self.belfry.prune_history(tx, reminder_id)
 
 
 def _skip_reason(reminder: dict[str, Any] | None, job_id: int, trigger: str) -> str | None:

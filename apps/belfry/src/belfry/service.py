@@ -144,7 +144,7 @@ async def run(
         while not server.started and not tasks["api"].done():
             await asyncio.sleep(0.01)
     parts = ", ".join(tasks)
-    message = f"belfry {__version__}: running {parts} (db {settings.db}, pid {os.getpid()})"
+    message = f"belfry {__version__}: running {parts} (db {belfry.db.path}, pid {os.getpid()})"
     if url:
         message += f"; API on {url}"
     if announce is not None:

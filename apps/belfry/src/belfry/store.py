@@ -1,4 +1,5 @@
-"""Reminders and their delivery history, in the same SQLite file as honker's tables.
+"""Reminders and their delivery history, in the same database as honker's tables: a SQLite
+file or a PostgreSQL server (``settings.db`` is then a ``postgresql://`` URL).
 
 Layout:
 
@@ -28,6 +29,7 @@ from typing import Any
 import honker
 
 from . import timeutil
+from ._sql import Dialect
 from .config import Settings
 from .errors import Conflict, InvalidInput, NotFound
 from .reminders import (
@@ -58,65 +60,6 @@ TRIGGERS = ("once", "schedule", "snooze", "manual")
 #: The largest id SQLite can store (a signed 64-bit integer): a bigger one names nothing.
 MAX_ID = 2**63 - 1
 
-SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS belfry_reminders (
-        id            INTEGER PRIMARY KEY,
-        message       TEXT    NOT NULL,
-        title         TEXT,
-        tags          TEXT    NOT NULL DEFAULT '[]',
-        priority      INTEGER NOT NULL DEFAULT 3,
-        topic         TEXT    NOT NULL,
-        click         TEXT,
-        kind          TEXT    NOT NULL CHECK (kind IN ('once', 'cron', 'every')),
-        expr          TEXT,
-        every_s       INTEGER,
-        due_at        INTEGER,
-        tz            TEXT    NOT NULL,
-        state         TEXT    NOT NULL DEFAULT 'active'
-                      CHECK (state IN ('active', 'paused', 'done', 'failed')),
-        job_id        INTEGER,
-        snooze_job_id INTEGER,
-        snoozed_until INTEGER,
-        delivered_count INTEGER NOT NULL DEFAULT 0,
-        created_at    REAL    NOT NULL,
-        updated_at    REAL    NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS belfry_deliveries (
-        id          INTEGER PRIMARY KEY,
-        reminder_id INTEGER NOT NULL,
-        job_id      INTEGER NOT NULL,
-        attempt     INTEGER NOT NULL,
-        trigger     TEXT    NOT NULL,
-        status      TEXT    NOT NULL,
-        http_status INTEGER,
-        error       TEXT,
-        ntfy_id     TEXT,
-        started_at  REAL    NOT NULL,
-        finished_at REAL,
-        retry_at    INTEGER
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS belfry_deliveries_by_reminder "
-    "ON belfry_deliveries (reminder_id, id)",
-    "CREATE INDEX IF NOT EXISTS belfry_deliveries_by_job ON belfry_deliveries (job_id)",
-    "CREATE TABLE IF NOT EXISTS belfry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "INSERT OR IGNORE INTO belfry_meta (key, value) VALUES ('schema_version', '1')",
-)
-
-
-def prune_history(tx: honker.Transaction, reminder_id: int) -> None:
-    """Keep only the newest :data:`HISTORY_KEEP` attempts of a reminder."""
-    tx.execute(
-        "DELETE FROM belfry_deliveries WHERE reminder_id = ? AND id <= ("
-        " SELECT id FROM belfry_deliveries WHERE reminder_id = ?"
-        " ORDER BY id DESC LIMIT 1 OFFSET ?)",
-        [reminder_id, reminder_id, HISTORY_KEEP],
-    )
-
-
 def schedule_name(reminder_id: int) -> str:
     """The honker schedule of a recurring reminder."""
     return f"{SCHEDULE_PREFIX}{reminder_id}"
@@ -139,9 +82,25 @@ class Belfry:
             max_attempts=settings.max_attempts,
         )
         self.scheduler = honker.Scheduler(db)
+        self.dialect = Dialect(db.engine.kind)
         with db.transaction() as tx:
-            for statement in SCHEMA:
+            for statement in self.dialect.schema:
                 tx.execute(statement)
+
+    def sql(self, statement: str) -> str:
+        """``statement``, written with ``?`` placeholders, in this database's style."""
+        return self.dialect.sql(statement)
+
+    def prune_history(self, tx: honker.Transaction, reminder_id: int) -> None:
+        """Keep only the newest :data:`HISTORY_KEEP` attempts of a reminder."""
+        tx.execute(
+            self.sql(
+                "DELETE FROM belfry_deliveries WHERE reminder_id = ? AND id <= ("
+                " SELECT id FROM belfry_deliveries WHERE reminder_id = ?"
+                " ORDER BY id DESC LIMIT 1 OFFSET ?)"
+            ),
+            [reminder_id, reminder_id, HISTORY_KEEP],
+        )
 
     @classmethod
     def open(cls, settings: Settings) -> Belfry:
@@ -163,7 +122,8 @@ class Belfry:
         """The raw ``belfry_reminders`` row, or ``None`` (also for an id SQLite cannot hold)."""
         if not -MAX_ID - 1 <= int(reminder_id) <= MAX_ID:
             return None
-        rows = self.db.query("SELECT * FROM belfry_reminders WHERE id = ?", [int(reminder_id)])
+        statement = self.sql("SELECT * FROM belfry_reminders WHERE id = ?")
+        rows = self.db.query(statement, [int(reminder_id)])
         return rows[0] if rows else None
 
     def get(self, reminder_id: int) -> dict[str, Any]:
@@ -178,10 +138,10 @@ class Belfry:
         if state is not None and state not in STATES:
             raise InvalidInput(f"must be one of {', '.join(STATES)}", field="state")
         if state is None:
-            rows = self.db.query("SELECT * FROM belfry_reminders ORDER BY id")
+            rows = self.db.query(self.sql("SELECT * FROM belfry_reminders ORDER BY id"))
         else:
             rows = self.db.query(
-                "SELECT * FROM belfry_reminders WHERE state = ? ORDER BY id", [state]
+                self.sql("SELECT * FROM belfry_reminders WHERE state = ? ORDER BY id"), [state]
             )
         schedules = self._schedules(rows)
         last = self._last_deliveries([r["id"] for r in rows])
@@ -191,7 +151,9 @@ class Belfry:
         """The reminder's delivery attempts, newest first."""
         row = self._row(reminder_id)
         rows = self.db.query(
-            "SELECT * FROM belfry_deliveries WHERE reminder_id = ? ORDER BY id DESC LIMIT ?",
+            self.sql(
+                "SELECT * FROM belfry_deliveries WHERE reminder_id = ? ORDER BY id DESC LIMIT ?"
+            ),
             [row["id"], max(1, min(int(limit), 1000))],
         )
         return [_delivery_view(d, row["tz"]) for d in rows]
@@ -207,10 +169,12 @@ class Belfry:
         if not ids:
             return {}
         rows = self.db.query(
-            "SELECT d.* FROM belfry_deliveries d JOIN ("
-            " SELECT reminder_id, MAX(id) AS id FROM belfry_deliveries"
-            " WHERE reminder_id IN (SELECT value FROM json_each(?)) GROUP BY reminder_id"
-            ") m ON m.id = d.id",
+            self.sql(
+                "SELECT d.* FROM belfry_deliveries d JOIN ("
+                " SELECT reminder_id, MAX(id) AS id FROM belfry_deliveries"
+                f" WHERE {self.dialect.in_json_ids('reminder_id')} GROUP BY reminder_id"
+                ") m ON m.id = d.id"
+            ),
             [json.dumps(ids)],
         )
         return {d["reminder_id"]: d for d in rows}
@@ -293,9 +257,11 @@ class Belfry:
         timing = check_timing(data, tz, now)
         with self.db.transaction() as tx:
             rows = tx.query(
-                "INSERT INTO belfry_reminders (message, title, tags, priority, topic, click, "
-                "kind, expr, every_s, due_at, tz, state, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?) RETURNING id",
+                self.sql(
+                    "INSERT INTO belfry_reminders (message, title, tags, priority, topic, click, "
+                    "kind, expr, every_s, due_at, tz, state, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?) RETURNING id"
+                ),
                 [
                     *content.values(),
                     timing.kind,
@@ -380,7 +346,7 @@ class Belfry:
         sets["updated_at"] = now
         assignments = ", ".join(f"{column} = ?" for column in sets)
         tx.execute(
-            f"UPDATE belfry_reminders SET {assignments} WHERE id = ?",
+            self.sql(f"UPDATE belfry_reminders SET {assignments} WHERE id = ?"),
             [*sets.values(), row["id"]],
         )
         if timing is not None:
@@ -404,8 +370,10 @@ class Belfry:
                 )
             if row["state"] != "paused":
                 tx.execute(
-                    "UPDATE belfry_reminders SET state = 'paused', job_id = NULL, updated_at = ? "
-                    "WHERE id = ?",
+                    self.sql(
+                        "UPDATE belfry_reminders SET state = 'paused', job_id = NULL, "
+                        "updated_at = ? WHERE id = ?"
+                    ),
                     [time.time(), row["id"]],
                 )
                 if row["kind"] == "once":
@@ -428,8 +396,10 @@ class Belfry:
     def _resume(self, tx: honker.Transaction, row: Mapping[str, Any]) -> None:
         now = time.time()
         tx.execute(
-            "UPDATE belfry_reminders SET state = 'active', job_id = NULL, updated_at = ? "
-            "WHERE id = ?",
+            self.sql(
+                "UPDATE belfry_reminders SET state = 'active', job_id = NULL, updated_at = ? "
+                "WHERE id = ?"
+            ),
             [now, row["id"]],
         )
         if row["kind"] == "once":
@@ -466,8 +436,10 @@ class Belfry:
             if row["kind"] == "once":
                 job_id = self._enqueue_once(tx, row["id"], when, row["priority"])
                 tx.execute(
-                    "UPDATE belfry_reminders SET due_at = ?, job_id = ?, state = 'active', "
-                    "updated_at = ? WHERE id = ?",
+                    self.sql(
+                        "UPDATE belfry_reminders SET due_at = ?, job_id = ?, state = 'active', "
+                        "updated_at = ? WHERE id = ?"
+                    ),
                     [when, job_id, now, row["id"]],
                 )
                 self._cancel(tx, [row["job_id"]])
@@ -479,8 +451,10 @@ class Belfry:
                     priority=row["priority"],
                 )
                 tx.execute(
-                    "UPDATE belfry_reminders SET snoozed_until = ?, snooze_job_id = ?, "
-                    "updated_at = ? WHERE id = ?",
+                    self.sql(
+                        "UPDATE belfry_reminders SET snoozed_until = ?, snooze_job_id = ?, "
+                        "updated_at = ? WHERE id = ?"
+                    ),
                     [when, job_id, now, row["id"]],
                 )
                 self._cancel(tx, [row["snooze_job_id"]])
@@ -498,12 +472,15 @@ class Belfry:
         with self.db.transaction() as tx:
             row = self._locked_row(tx, reminder_id)
             jobs = tx.query(
-                "SELECT DISTINCT job_id FROM belfry_deliveries WHERE reminder_id = ? "
-                "AND status = 'dead'",
+                self.sql(
+                    "SELECT DISTINCT job_id FROM belfry_deliveries WHERE reminder_id = ? "
+                    "AND status = 'dead'"
+                ),
                 [row["id"]],
             )
-            # The job states are read outside ``tx``, but this transaction holds the write
-            # lock, so no other commit can change them before ours.
+            # The job states are read outside ``tx``. On SQLite this transaction holds the
+            # write lock, so no other commit can change them before ours; on PostgreSQL a
+            # worker could, and honker's retry_dead then simply finds no dead job to move.
             dead = []
             for item in jobs:
                 found = self.queue.find_job(int(item["job_id"]))
@@ -513,7 +490,9 @@ class Belfry:
                 raise Conflict(f"reminder {reminder_id} has no dead-lettered delivery to retry")
             if row["state"] == "failed":
                 tx.execute(
-                    "UPDATE belfry_reminders SET state = 'active', updated_at = ? WHERE id = ?",
+                    self.sql(
+                        "UPDATE belfry_reminders SET state = 'active', updated_at = ? WHERE id = ?"
+                    ),
                     [time.time(), row["id"]],
                 )
             for job_id in dead:
@@ -525,10 +504,12 @@ class Belfry:
         with self.db.transaction() as tx:
             row = self._locked_row(tx, reminder_id)
             pending = tx.query(
-                "SELECT DISTINCT job_id FROM belfry_deliveries WHERE reminder_id = ?", [row["id"]]
+                self.sql(
+                    "SELECT DISTINCT job_id FROM belfry_deliveries WHERE reminder_id = ?"
+                ), [row["id"]]
             )
-            tx.execute("DELETE FROM belfry_deliveries WHERE reminder_id = ?", [row["id"]])
-            tx.execute("DELETE FROM belfry_reminders WHERE id = ?", [row["id"]])
+            tx.execute(self.sql("DELETE FROM belfry_deliveries WHERE reminder_id = ?"), [row["id"]])
+            tx.execute(self.sql("DELETE FROM belfry_reminders WHERE id = ?"), [row["id"]])
             if row["kind"] != "once":
                 self.scheduler.remove(schedule_name(row["id"]), tx=tx)
             jobs = {row["job_id"], row["snooze_job_id"], *(p["job_id"] for p in pending)}
@@ -540,7 +521,9 @@ class Belfry:
     def _locked_row(self, tx: honker.Transaction, reminder_id: int) -> dict[str, Any]:
         """The reminder row as ``tx`` sees it (``NotFound`` if there is none)."""
         if -MAX_ID - 1 <= int(reminder_id) <= MAX_ID:
-            rows = tx.query("SELECT * FROM belfry_reminders WHERE id = ?", [int(reminder_id)])
+            # Locked until ``tx`` ends (PostgreSQL; SQLite's writer holds the file's lock).
+            statement = "SELECT * FROM belfry_reminders WHERE id = ?" + self.dialect.for_update
+            rows = tx.query(self.sql(statement), [int(reminder_id)])
             if rows:
                 return rows[0]
         raise NotFound(f"reminder {reminder_id} not found")
@@ -551,7 +534,9 @@ class Belfry:
         job_id = self.queue.enqueue(
             job_payload(reminder_id, "once"), tx=tx, run_at=due_at, priority=int(priority)
         )
-        tx.execute("UPDATE belfry_reminders SET job_id = ? WHERE id = ?", [job_id, reminder_id])
+        tx.execute(
+            self.sql("UPDATE belfry_reminders SET job_id = ? WHERE id = ?"), [job_id, reminder_id]
+        )
         return job_id
 
     def _register(
