@@ -832,6 +832,35 @@ def scheduler_tick(conn: sqlite3.Connection, now_unix: int) -> list[dict[str, An
     return fires
 
 
+def _schedule_update_fields(
+    mark: str,
+    cron_expr: str | None,
+    next_fire: int | None,
+    payload: str | None,
+    priority: int | None,
+    expires_s: int | None,
+    touch_expires: bool,
+    max_attempts: int | None,
+    touch_max_attempts: bool,
+) -> tuple[list[str], list[Any]]:
+    """The ``SET`` assignments and parameters of :func:`scheduler_update` (every engine).
+
+    ``mark`` is the engine's placeholder (``?`` or ``%s``).
+    """
+    fields: list[tuple[str, Any]] = []
+    if cron_expr is not None:
+        fields += [("cron_expr", cron_expr), ("next_fire_at", next_fire)]
+    if payload is not None:
+        fields.append(("payload", payload))
+    if priority is not None:
+        fields.append(("priority", priority))
+    if touch_expires:
+        fields.append(("expires_s", expires_s))
+    if touch_max_attempts:
+        fields.append(("max_attempts", 3 if max_attempts is None else max(1, max_attempts)))
+    return [f"{column} = {mark}" for column, _ in fields], [value for _, value in fields]
+
+
 def scheduler_update(
     conn: sqlite3.Connection,
     name: str,
@@ -850,8 +879,6 @@ def scheduler_update(
     A new expression (or time zone) is validated first and recomputes ``next_fire_at``
     from now.
     """
-    sets: list[str] = []
-    params: list[Any] = []
     if touch_tz and cron_expr is None:
         row = conn.execute(
             "SELECT cron_expr FROM _honker_scheduler_tasks WHERE name = ?", (name,)
@@ -859,23 +886,21 @@ def scheduler_update(
         if row is None:
             return False
         cron_expr = str(row[0])
+    next_fire = None
     if cron_expr is not None:
         zone_name = tz if touch_tz else _schedule_tz(conn, name)
         next_fire = _next_after(cron_expr, sqlite_now(conn), zone_name)
-        sets += ["cron_expr = ?", "next_fire_at = ?"]
-        params += [cron_expr, next_fire]
-    if payload is not None:
-        sets.append("payload = ?")
-        params.append(payload)
-    if priority is not None:
-        sets.append("priority = ?")
-        params.append(priority)
-    if touch_expires:
-        sets.append("expires_s = ?")
-        params.append(expires_s)
-    if touch_max_attempts:
-        sets.append("max_attempts = ?")
-        params.append(3 if max_attempts is None else max(1, max_attempts))
+    sets, params = _schedule_update_fields(
+        "?",
+        cron_expr,
+        next_fire,
+        payload,
+        priority,
+        expires_s,
+        touch_expires,
+        max_attempts,
+        touch_max_attempts,
+    )
     if not sets:
         return False
     cur = conn.execute(

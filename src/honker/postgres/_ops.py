@@ -797,30 +797,26 @@ def scheduler_update(
     touch_tz: bool = False,
 ) -> bool:
     """Change only the given fields of a schedule, all at once; False if unknown or no field."""
-    sets: list[str] = []
-    params: list[Any] = []
     if touch_tz and cron_expr is None:
         row = _one(conn, "SELECT cron_expr FROM _honker_scheduler_tasks WHERE name = %s", (name,))
         if row is None:
             return False
         cron_expr = str(row[0])
+    next_fire = None
     if cron_expr is not None:
         zone_name = tz if touch_tz else _schedule_tz(conn, name)
         next_fire = _next_after(cron_expr, server_now(conn), zone_name)
-        sets += ["cron_expr = %s", "next_fire_at = %s"]
-        params += [cron_expr, next_fire]
-    if payload is not None:
-        sets.append("payload = %s")
-        params.append(payload)
-    if priority is not None:
-        sets.append("priority = %s")
-        params.append(priority)
-    if touch_expires:
-        sets.append("expires_s = %s")
-        params.append(expires_s)
-    if touch_max_attempts:
-        sets.append("max_attempts = %s")
-        params.append(3 if max_attempts is None else max(1, max_attempts))
+    sets, params = _sqlite_ops._schedule_update_fields(
+        "%s",
+        cron_expr,
+        next_fire,
+        payload,
+        priority,
+        expires_s,
+        touch_expires,
+        max_attempts,
+        touch_max_attempts,
+    )
     if not sets:
         return False
     changed = _count(
