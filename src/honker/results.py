@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import TaskCancelled, TaskFailed
@@ -52,18 +53,37 @@ async def wait_result(engine: Engine, job_id: int, timeout: float | None = None)
     Raises ``TimeoutError`` (``asyncio.TimeoutError``) after ``timeout`` seconds.
     """
     job_id = check_id(job_id)
+
+    async def look() -> tuple[bool, Any]:
+        return _decode(await engine.aread(engine.ops.result_get, job_id))
+
+    return await _wait_until(engine, look, timeout, f"wait_result({job_id}) timed out")
+
+
+async def _wait_until(
+    engine: Engine,
+    look: Callable[[], Awaitable[tuple[bool, Any]]],
+    timeout: float | None,
+    timeout_message: str,
+) -> Any:
+    """Call ``look()`` after subscribing and after every wake until it finds a value.
+
+    Subscribing first means a commit landing between two looks is never missed; a look
+    every ``FALLBACK_RECHECK_S`` bounds any missed wake. ``TimeoutError`` after
+    ``timeout`` seconds.
+    """
     sub = engine.subscribe()
     try:
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         while True:
-            found, value = _decode(await engine.aread(engine.ops.result_get, job_id))
+            found, value = await look()
             if found:
                 return value
             wait = FALLBACK_RECHECK_S
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"wait_result({job_id}) timed out")
+                    raise TimeoutError(timeout_message)
                 wait = min(wait, remaining)
             await sub.wait(wait)
     finally:
@@ -114,23 +134,14 @@ async def wait_task_result(engine: Engine, job_id: int, timeout: float | None = 
     """:func:`wait_result` for a task: raises ``TaskFailed`` as soon as the job is
     dead-lettered and ``TaskCancelled`` once it was cancelled (else ``TimeoutError``)."""
     job_id = check_id(job_id)
-    sub = engine.subscribe()
-    try:
-        deadline = None if timeout is None else time.monotonic() + float(timeout)
-        while True:
-            kind, data = await engine.aread(engine.ops.job_outcome, job_id)
-            found, value = _settle(job_id, kind, data)
-            if found:
-                return value
-            wait = FALLBACK_RECHECK_S
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"result of job {job_id} not ready after {timeout}s")
-                wait = min(wait, remaining)
-            await sub.wait(wait)
-    finally:
-        sub.close()
+
+    async def look() -> tuple[bool, Any]:
+        kind, data = await engine.aread(engine.ops.job_outcome, job_id)
+        return _settle(job_id, kind, data)
+
+    return await _wait_until(
+        engine, look, timeout, f"result of job {job_id} not ready after {timeout}s"
+    )
 
 
 def sweep_results(engine: Engine) -> int:
